@@ -1,0 +1,54 @@
+"""Packaging for django-trackable (metadata lives in setup.cfg-free form here)."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "trackable" / "__init__.py").read_text(), re.M).group(1)
+
+setup(
+    name="django-trackable",
+    version=VERSION,
+    description="Out-of-band, exactly-once tracking of per-object counters for Django, folded from a Kombu queue.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    packages=find_packages(include=["trackable", "trackable.*"]),
+    include_package_data=True,
+    package_data={"trackable": ["fixtures/*.json", "templates/**/*", "static/**/*", "py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "Django>=4.2,<6.0",
+        "kombu>=5.3",
+    ],
+    extras_require={
+        "celery": ["celery>=5.3", "django-celery-beat>=2.5"],
+        "redis": ["redis>=4.5"],
+        "postgres": ["psycopg[binary]>=3.1"],
+        "spiders": ["crawler-user-agents>=1.0"],
+        "re2": ["google-re2>=1.1"],
+        "test": [
+            "celery>=5.3",
+            "django-celery-beat>=2.5",
+            "redis>=4.5",
+            "psycopg[binary]>=3.1",
+            "crawler-user-agents>=1.0",
+            "pytest>=8",
+            "pytest-django>=4.8",
+            "pytest-timeout>=2.2",
+            "hypothesis>=6.100",
+        ],
+        "docs": ["sphinx>=7"],
+    },
+    classifiers=[
+        "Framework :: Django",
+        "Framework :: Django :: 4.2",
+        "Framework :: Django :: 5.2",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "License :: OSI Approved :: BSD License",
+    ],
+)

@@ -1,0 +1,110 @@
+"""Settings of the test project. TRACKABLE_TEST_DB and TRACKABLE_TEST_BROKER choose the real services."""
+import os
+import uuid
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+
+TEST_DB = os.environ.get("TRACKABLE_TEST_DB", "sqlite")
+TEST_BROKER = os.environ.get("TRACKABLE_TEST_BROKER", "filesystem")
+RUN_ID = os.environ.setdefault("TRACKABLE_TEST_RUN_ID", uuid.uuid4().hex[:8])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_celery_beat",
+    "trackable",
+    "tests.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if TEST_DB == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "test",
+            "USER": os.environ.get("TRACKABLE_TEST_PG_USER", "postgres"),
+            "HOST": os.environ.get("TRACKABLE_TEST_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TRACKABLE_TEST_PG_PORT", "5432"),
+            "TEST": {"NAME": f"test_trackable_{TEST_BROKER}"},
+        }
+    }
+elif TEST_DB == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "test",
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": "3306",
+            "TEST": {"NAME": f"test_trackable_{TEST_BROKER}"},
+        }
+    }
+elif TEST_DB == "sqlite":
+    # A file, not :memory:, so a celery worker subprocess sees the same test database.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / f".db-{RUN_ID}.sqlite3"),
+            "TEST": {"NAME": str(BASE_DIR / f".test-db-{RUN_ID}.sqlite3")},
+            "OPTIONS": {"timeout": 30},
+        }
+    }
+else:
+    raise RuntimeError(f"TRACKABLE_TEST_DB={TEST_DB!r}: choose sqlite, postgres or mysql.")
+
+TRACKABLE_QUEUE_PREFIX = f"trackable-test-{RUN_ID}"
+if TEST_BROKER == "filesystem":
+    TRACKABLE_BROKER_URL = "filesystem://"
+    TRACKABLE_QUEUE_DIR = str(BASE_DIR / f".queue-{RUN_ID}")
+elif TEST_BROKER == "amqp":
+    TRACKABLE_BROKER_URL = os.environ.get("TRACKABLE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+elif TEST_BROKER == "redis":
+    TRACKABLE_BROKER_URL = os.environ.get("TRACKABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    # Unacked messages come back after this many seconds (Redis has no per-connection requeue).
+    TRACKABLE_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3}
+else:
+    raise RuntimeError(f"TRACKABLE_TEST_BROKER={TEST_BROKER!r}: choose filesystem, amqp or redis.")
+
+CELERY_BROKER_URL = TRACKABLE_BROKER_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = dict(globals().get("TRACKABLE_BROKER_TRANSPORT_OPTIONS", {}))
+if TEST_BROKER == "filesystem":
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(data_folder_in=TRACKABLE_QUEUE_DIR, data_folder_out=TRACKABLE_QUEUE_DIR)
+CELERY_TASK_DEFAULT_QUEUE = f"celery-test-{RUN_ID}"
+CELERY_BEAT_SCHEDULE = {}
+TRACKABLE_COLLECTION_PERIOD = float(os.environ.get("TRACKABLE_TEST_COLLECTION_PERIOD", "1800"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"trackable": {"handlers": ["console"], "level": "WARNING"}},
+}

@@ -1,0 +1,68 @@
+"""Parent models and data models of the test project: integer, UUID and string primary keys."""
+import uuid
+
+from django.db import models
+
+import trackable
+
+
+class Article(models.Model):
+    title = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.title
+
+    def get_absolute_url(self):
+        return f"/articles/{self.pk}/"
+
+
+class Video(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    title = models.CharField(max_length=100)
+
+
+class Player(models.Model):
+    handle = models.CharField(max_length=40, primary_key=True)
+
+
+class ArticleTrackableData(trackable.TrackableTimeSeriesData):
+    impressions = models.PositiveIntegerField(default=0)
+    click_throughs = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class ArticleHourlyData(trackable.TrackableTimeSeriesData):
+    reads = models.PositiveIntegerField(default=0)
+
+    granularity = trackable.HOUR
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class ArticleTotals(trackable.TrackableData):
+    downloads = models.PositiveBigIntegerField(default=0)
+
+    class Meta(trackable.TrackableData.Meta):
+        app_label = "testapp"
+
+
+class VideoTrackableData(trackable.TrackableTimeSeriesData):
+    object_id = models.UUIDField()
+    plays = models.PositiveIntegerField(default=0)
+    score = models.IntegerField(default=0)  # may go negative: no clamping
+
+    granularity = trackable.MINUTE
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class PlayerTrackableData(trackable.TrackableTimeSeriesData):
+    object_id = models.CharField(max_length=40)
+    quests = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"

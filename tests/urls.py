@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path
+
+from tests.testapp.models import Article, Video
+from trackable.messaging import send_increment_message
+
+
+def article_detail(request, pk):
+    article = get_object_or_404(Article, pk=pk) if request.GET.get("lookup") else Article(pk=pk)
+    sent = send_increment_message(request, article, "impressions")
+    send_increment_message(request, article, "reads")
+    return HttpResponse(f"{article.pk} sent={sent}")
+
+
+def video_play(request, pk):
+    video = Video(pk=pk)
+    return JsonResponse({"sent": send_increment_message(request, video, "plays")})
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("articles/<int:pk>/", article_detail, name="article"),
+    path("videos/<uuid:pk>/play/", video_play, name="video-play"),
+]

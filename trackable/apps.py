@@ -1,0 +1,30 @@
+"""App configs: TrackableConfig autodiscovers `trackables` modules; SimpleTrackableConfig does not."""
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+from django.utils.translation import gettext_lazy as _
+
+
+class SimpleTrackableConfig(AppConfig):
+    """The django-trackable app without autodiscovery."""
+
+    name = "trackable"
+    verbose_name = _("Tracking")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from trackable import checks as trackable_checks
+
+        checks.register(trackable_checks.check_settings, "trackable")
+        checks.register(trackable_checks.check_registry, "trackable", checks.Tags.models)
+
+
+class TrackableConfig(SimpleTrackableConfig):
+    """The django-trackable app, importing each installed app's `trackables` module at startup."""
+
+    default = True
+
+    def ready(self) -> None:
+        super().ready()
+        self.module.autodiscover()

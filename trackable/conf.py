@@ -1,0 +1,129 @@
+"""The TRACKABLE_* settings, read lazily and cached until Django's setting_changed signal."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from trackable.exceptions import TrackableDeprecationWarning
+
+__all__ = ["settings", "TrackableSettings", "DEFAULTS", "PREFIX", "DEPRECATED_NAMES"]
+
+PREFIX = "TRACKABLE_"
+
+DEFAULTS: dict[str, Any] = {
+    # Folding: how often the periodic Celery task runs, and whether it is scheduled at all.
+    "COLLECTION_PERIOD": 1800,
+    "DISABLE_COLLECTION_TASK": False,
+    "BATCH_SIZE": 1000,
+    # Broker: None means Celery's broker (CELERY_BROKER_URL / BROKER_URL), then filesystem://.
+    "BROKER_URL": None,
+    "BROKER_TRANSPORT_OPTIONS": {},
+    "QUEUE_DIR": None,  # folder of the filesystem:// transport; None: BASE_DIR / "trackable-queue"
+    "QUEUE_PREFIX": "trackable",
+    "CONNECT_TIMEOUT": 1.0,  # seconds the request path may wait for the broker
+    # Request path: what a broker outage does to a view.
+    "CAPTURE_CONNECTION_ERRORS": False,
+    # Bad input: dead-letter malformed messages (kept) or remove them.
+    "REMOVE_MALFORMED_MESSAGES": False,
+    "MAX_MESSAGE_BYTES": 1024 * 1024,
+    # Exactly once: how long the ids of folded messages are remembered (seconds).
+    "LEDGER_RETENTION": 7 * 24 * 3600,
+    # Buckets: the zone whose midnights and hours start a bucket; None means TIME_ZONE.
+    "TIME_ZONE": None,
+    # Spider filtering.
+    "USER_AGENT_FILTERING": False,
+    # Registry and admin.
+    "AUTODISCOVER_MODULE": "trackables",
+    "REGISTER_ADMIN": None,  # None: only when DEBUG is on
+}
+
+# Old spelling → new name; honoured with a TrackableDeprecationWarning.
+DEPRECATED_NAMES = {"USER_AGENT_FILTERTING": "USER_AGENT_FILTERING"}
+
+
+class TrackableSettings:
+    """Give attribute access to TRACKABLE_* settings, falling back to DEFAULTS."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self.defaults = defaults or DEFAULTS
+        self._cached: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.defaults:
+            raise AttributeError(f"Invalid django-trackable setting: '{PREFIX}{name}'")
+        value = self._read(name)
+        self._cached.add(name)
+        setattr(self, name, value)
+        return value
+
+    def _read(self, name: str) -> Any:
+        full = PREFIX + name
+        if hasattr(django_settings, full):
+            return getattr(django_settings, full)
+        for old, new in DEPRECATED_NAMES.items():
+            if new == name and hasattr(django_settings, PREFIX + old):
+                warnings.warn(
+                    f"The setting {PREFIX}{old} is misspelled and deprecated; rename it to {full}.",
+                    TrackableDeprecationWarning,
+                    stacklevel=3,
+                )
+                return getattr(django_settings, PREFIX + old)
+        return self.defaults[name]
+
+    @property
+    def broker_url(self) -> str:
+        """Return the broker URL: TRACKABLE_BROKER_URL, Celery's broker, else filesystem://."""
+        for url in (
+            self.BROKER_URL,
+            getattr(django_settings, "CELERY_BROKER_URL", None),
+            getattr(django_settings, "BROKER_URL", None),
+        ):
+            if url:
+                return str(url)
+        return "filesystem://"
+
+    @property
+    def queue_dir(self) -> Path | None:
+        """Return the filesystem:// queue folder, or None when it cannot be determined."""
+        if self.QUEUE_DIR:
+            return Path(self.QUEUE_DIR)
+        base = getattr(django_settings, "BASE_DIR", None)
+        return Path(base) / "trackable-queue" if base else None
+
+    @property
+    def time_zone(self) -> str:
+        """Return the name of the zone buckets are cut in."""
+        return self.TIME_ZONE or getattr(django_settings, "TIME_ZONE", None) or "UTC"
+
+    @property
+    def register_admin(self) -> bool:
+        """Return whether data models get a Django admin."""
+        if self.REGISTER_ADMIN is None:
+            return bool(django_settings.DEBUG)
+        return bool(self.REGISTER_ADMIN)
+
+    def reload(self) -> None:
+        """Forget every cached value (called when a setting changes)."""
+        for name in self._cached:
+            self.__dict__.pop(name, None)
+        self._cached.clear()
+
+
+settings = TrackableSettings(DEFAULTS)
+
+# Settings Django derives ours from; a change to one of them drops the cache too.
+_WATCHED = {"CELERY_BROKER_URL", "BROKER_URL", "BASE_DIR", "TIME_ZONE", "DEBUG"}
+
+
+@receiver(setting_changed)
+def _reload_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(PREFIX) or setting in _WATCHED:
+        settings.reload()
+        from trackable import transport
+
+        transport.reset()

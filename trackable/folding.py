@@ -1,0 +1,322 @@
+"""The fold: drain a batch → validate → aggregate in memory → upsert in one transaction → ack."""
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connections, models, router, transaction
+from django.utils import timezone as dj_timezone
+from kombu import Connection, Consumer, Producer
+
+from trackable import messages, transport
+from trackable.buckets import bucket_start, get_zone
+from trackable.conf import settings
+from trackable.exceptions import MalformedMessage, NotRegistered
+from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields
+from trackable.sites import site
+from trackable.upsert import upsert_increments
+
+__all__ = ["FoldResult", "process_messages", "fold_batch", "prune_ledger"]
+
+logger = logging.getLogger("trackable")
+
+LEDGER_RETRIES = 5
+
+
+@dataclass
+class FoldResult:
+    """What one fold did: counts a user can check and a monitor can graph."""
+
+    messages: int = 0  # messages whose events were committed
+    events: int = 0  # events in those messages
+    rows: int = 0  # distinct (data model, parent, bucket) rows incremented
+    duplicates: int = 0  # redelivered messages recognised by the ledger and not counted again
+    malformed: int = 0  # messages set aside (dead-lettered or removed)
+    batches: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: FoldResult) -> None:
+        """Add the counts of `other` to this result."""
+        for name in ("messages", "events", "rows", "duplicates", "malformed", "batches"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, n in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + n
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the counts as a JSON-ready dict."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"Folded {self.events} events from {self.messages} messages into {self.rows} rows in "
+            f"{self.batches} batches ({self.seconds:.2f}s); {self.duplicates} duplicates skipped, "
+            f"{self.malformed} malformed set aside."
+        )
+
+
+def _resolve_data_models(data_models: Iterable[Any] | None) -> list[type[models.Model]]:
+    if data_models is None:
+        return site.data_models()
+    resolved = []
+    for item in data_models:
+        if isinstance(item, str):
+            dm = site.get_data_model(item.lower())
+            if dm is None:
+                raise NotRegistered(f"{item!r} is not a registered trackable data model.")
+        else:
+            dm = item
+            if dm not in site.data_models():
+                raise NotRegistered(f"{dm.__name__} is not a registered trackable data model.")
+        resolved.append(dm)
+    return resolved
+
+
+def process_messages(
+    data_models: Iterable[Any] | None = None,
+    *,
+    batch_size: int | None = None,
+    max_messages: int | None = None,
+    idle_timeout: float = 1.0,
+    connection: Connection | None = None,
+) -> FoldResult:
+    """Fold the queued messages of `data_models` (default: all registered) into rows; return the counts.
+
+    Drains until the queues stay empty for `idle_timeout` seconds or `max_messages` were taken.
+    """
+    started = time.monotonic()
+    result = FoldResult()
+    chosen = _resolve_data_models(data_models)
+    if not chosen:
+        return result
+    batch_size = batch_size or settings.BATCH_SIZE
+    queues = [transport.queue_for(dm._meta.label_lower) for dm in chosen]
+    conn = connection or transport.connection()
+    batch: list[Any] = []
+    try:
+        conn.ensure_connection(max_retries=3)
+        channel = conn.channel()
+        consumer = Consumer(channel, queues=queues, on_message=batch.append, auto_declare=True)
+        consumer.qos(prefetch_count=min(batch_size, 65535))
+        with consumer:
+            while max_messages is None or result.messages + result.duplicates + result.malformed < max_messages:
+                want = batch_size if max_messages is None else min(batch_size, max_messages - result.messages - result.duplicates - result.malformed)
+                _drain(conn, batch, want, idle_timeout)
+                if not batch:
+                    break
+                result.add(fold_batch(batch, channel))
+                batch.clear()
+        _count_corrupt_files(channel, result)
+        channel.close()
+    finally:
+        if connection is None:
+            conn.release()
+    prune_ledger()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _drain(conn: Connection, batch: list[Any], want: int, idle_timeout: float) -> None:
+    """Let the consumer callback fill `batch` until it holds `want` messages or the queues go quiet."""
+    while len(batch) < want:
+        try:
+            conn.drain_events(timeout=idle_timeout if not batch else min(idle_timeout, 0.05))
+        except socket.timeout:
+            return
+
+
+def _count_corrupt_files(channel: Any, result: FoldResult) -> None:
+    from trackable import fsqueue
+
+    if isinstance(channel, fsqueue.Channel) and fsqueue.Channel.corrupt_files:
+        n, fsqueue.Channel.corrupt_files = fsqueue.Channel.corrupt_files, 0
+        result.malformed += n
+        result.reasons["corrupt queue file"] = result.reasons.get("corrupt queue file", 0) + n
+
+
+class _Validator:
+    """Check parsed events against the registry and convert them to row keys (fold side only)."""
+
+    def __init__(self) -> None:
+        self.zone = get_zone(settings.time_zone)
+        self.models: dict[str, type[models.Model]] = {}
+        self.parents: dict[tuple[type, str], int] = {}
+        self.buckets: dict[tuple[str, int], datetime] = {}
+
+    def data_model(self, label: str) -> type[models.Model]:
+        dm = self.models.get(label)
+        if dm is None:
+            dm = site.get_data_model(label)
+            if dm is None:
+                raise MalformedMessage(f"data model {label!r} is not registered")
+            self.models[label] = dm
+        return dm
+
+    def content_type_id(self, dm: type[models.Model], parent_label: str) -> int:
+        key = (dm, parent_label)
+        ct_id = self.parents.get(key)
+        if ct_id is None:
+            parent = next((p for p in site.parents_of(dm) if p._meta.label_lower == parent_label), None)
+            if parent is None:
+                raise MalformedMessage(f"{parent_label!r} is not registered with {dm._meta.label}")
+            ct_id = self.parents[key] = ContentType.objects.get_for_model(parent, for_concrete_model=False).pk
+        return ct_id
+
+    def bucket(self, dm: type[models.Model], ts_ms: int) -> datetime | None:
+        if not issubclass(dm, TrackableTimeSeriesData):
+            return None
+        key = (dm.granularity, ts_ms // 60_000)  # every granularity is a whole number of minutes
+        start = self.buckets.get(key)
+        if start is None:
+            moment = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+            start = self.buckets[key] = bucket_start(moment, dm.granularity, self.zone)
+        return start
+
+    def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int]]:
+        out = []
+        for event in message.events:
+            dm = self.data_model(event.data_label)
+            if transport.queue_name(event.data_label) != queue:
+                raise MalformedMessage(f"event for {event.data_label} arrived on queue {queue}")
+            if event.field not in counter_fields(dm):
+                raise MalformedMessage(f"{event.field!r} is not a counter field of {dm._meta.label}")
+            ct_id = self.content_type_id(dm, event.parent_label)
+            try:
+                object_id = dm._meta.get_field("object_id").to_python(event.pk)
+            except ValidationError as err:
+                raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
+            out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount))
+        return out
+
+
+def fold_batch(batch: list[Any], channel: Any) -> FoldResult:
+    """Fold one batch of kombu messages: commit their increments and ledger ids, then ack them."""
+    result = FoldResult(batches=1)
+    validator = _Validator()
+    good: list[tuple[Any, messages.Message, list]] = []
+    bad: list[tuple[Any, str]] = []
+    for raw in batch:
+        try:
+            if raw.content_type != messages.CONTENT_TYPE:
+                raise MalformedMessage(f"content type {raw.content_type!r} is not {messages.CONTENT_TYPE}")
+            parsed = messages.parse(raw.body, settings.MAX_MESSAGE_BYTES)
+            queue = raw.delivery_info.get("routing_key") or ""
+            good.append((raw, parsed, validator.rows(parsed, queue)))
+        except MalformedMessage as err:
+            bad.append((raw, str(err)))
+
+    db = router.db_for_write(FoldedMessage)
+    for attempt in range(LEDGER_RETRIES):
+        fresh, dupes = _split_duplicates(good, db)
+        try:
+            with transaction.atomic(using=db):
+                _commit(fresh, db, result)
+            break
+        except IntegrityError:
+            # Another worker committed some of these ids after we looked: look again, never count twice.
+            if attempt == LEDGER_RETRIES - 1:
+                raise
+            result.rows = 0
+    result.duplicates = len(dupes)
+    result.messages = len(fresh)
+    result.events = sum(len(m.events) for _, m, _ in fresh)
+
+    _set_aside(bad, channel, result)
+    _ack([raw for raw, _, _ in good] + [raw for raw, _ in bad], channel)
+    return result
+
+
+def _split_duplicates(good: list, db: str) -> tuple[list, list]:
+    ids = {parsed.id for _, parsed, _ in good}
+    seen = set(FoldedMessage.objects.using(db).filter(id__in=ids).values_list("id", flat=True)) if ids else set()
+    fresh, dupes = [], []
+    for item in good:
+        message_id = item[1].id
+        if message_id in seen:
+            dupes.append(item)
+        else:
+            seen.add(message_id)  # a second copy inside the same batch is a duplicate too
+            fresh.append(item)
+    return fresh, dupes
+
+
+def _commit(fresh: list, db: str, result: FoldResult) -> None:
+    """Insert the ledger ids, then one increment upsert per data model, in a consistent lock order."""
+    if not fresh:
+        return
+    now = dj_timezone.now()
+    FoldedMessage.objects.using(db).bulk_create(
+        [FoldedMessage(id=i, folded_at=now) for i in sorted(p.id for _, p, _ in fresh)],
+        batch_size=500,
+    )
+    totals: dict[type[models.Model], dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    for _, _, rows in fresh:
+        for dm, key, field_name, amount in rows:
+            totals[dm][key][field_name] += amount
+    connection = connections[db]
+    for dm in sorted(totals, key=lambda m: m._meta.label_lower):
+        result.rows += upsert_increments(connection, dm, totals[dm])
+
+
+def _set_aside(bad: list[tuple[Any, str]], channel: Any, result: FoldResult) -> None:
+    """Dead-letter (or remove) malformed messages, logging why; count them by reason."""
+    if not bad:
+        return
+    dead = transport.dead_letter_queue()
+    producer = None if settings.REMOVE_MALFORMED_MESSAGES else Producer(channel)
+    for raw, reason in bad:
+        body = raw.body if isinstance(raw.body, bytes) else str(raw.body).encode("utf-8", "replace")
+        logger.error(
+            "Malformed trackable message %s: %s; body starts %r",
+            "removed" if producer is None else f"moved to queue {dead.name}",
+            reason,
+            body[:120],
+        )
+        if producer is not None:
+            producer.publish(
+                body,
+                routing_key=dead.name,
+                declare=[dead],
+                content_type=raw.content_type or "application/octet-stream",
+                content_encoding=raw.content_encoding or "binary",
+                headers={"x-trackable-error": reason[:500], "x-trackable-queue": raw.delivery_info.get("routing_key")},
+                delivery_mode=2,
+            )
+        kind = _reason_kind(reason)
+        result.reasons[kind] = result.reasons.get(kind, 0) + 1
+    result.malformed += len(bad)
+
+
+def _reason_kind(reason: str) -> str:
+    """Return the gist of a reason for counting: no event index, no quoted values, no details."""
+    gist = re.sub(r"^event \d+: ", "", reason)
+    gist = re.split(r"[:'\"\d(]", gist, maxsplit=1)[0]
+    return " ".join(gist.split()) or "malformed"
+
+
+def _ack(raws: list[Any], channel: Any) -> None:
+    if not raws:
+        return
+    if getattr(channel.connection.client, "transport", None) is not None and channel.connection.client.transport.driver_type == "amqp":
+        last = max(raws, key=lambda r: r.delivery_tag)
+        last.ack(multiple=True)
+    else:
+        for raw in raws:
+            raw.ack()
+
+
+def prune_ledger(now: datetime | None = None) -> int:
+    """Delete ledger ids older than TRACKABLE_LEDGER_RETENTION seconds; return how many."""
+    cutoff = (now or dj_timezone.now()) - timedelta(seconds=settings.LEDGER_RETENTION)
+    db = router.db_for_write(FoldedMessage)
+    deleted, _ = FoldedMessage.objects.using(db).filter(folded_at__lt=cutoff).delete()
+    return deleted

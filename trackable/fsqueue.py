@@ -1,0 +1,110 @@
+"""A safer kombu filesystem:// transport: atomic writes, exact queue matching, corrupt files set aside.
+
+Kombu's own transport writes a message file under its final name, so a consumer can read it half
+written (kombu issue 1551) and then fails on every poll. Here a producer writes a hidden temporary
+file and renames it into place, a consumer claims a file by renaming it (only one consumer wins),
+and a file that is not a valid envelope is moved to a `corrupt/` folder and counted, not raised.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+
+from queue import Empty
+
+from kombu.transport import filesystem
+from kombu.utils.json import dumps, loads
+
+__all__ = ["Channel", "Transport"]
+
+logger = logging.getLogger("trackable")
+
+
+class Channel(filesystem.Channel):
+    """Filesystem channel with atomic publish and a cached, claimed-by-rename consume."""
+
+    corrupt_files = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pending: dict[str, list[str]] = {}
+
+    def _put(self, queue, payload, **kwargs):
+        """Write `payload` under a hidden name, then rename it into `queue`'s place atomically."""
+        # Wall-clock milliseconds (not monotonic) so files written by several hosts sort together.
+        name = f"{time.time_ns() // 1_000_000:014d}_{uuid.uuid4().hex}.{queue}.msg"
+        folder = self.data_folder_out
+        tmp = os.path.join(folder, f".{name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(dumps(payload).encode("utf-8"))
+        os.replace(tmp, os.path.join(folder, name))
+
+    def _candidates(self, queue: str) -> list[str]:
+        pending = self._pending.get(queue)
+        if not pending:
+            suffix = f".{queue}.msg"
+            pending = sorted(
+                (n for n in os.listdir(self.data_folder_in) if n.endswith(suffix) and n[0] != "." and n.count("_") >= 1),
+                reverse=True,  # pop() from the end takes the oldest first
+            )
+            pending = [n for n in pending if n[: -len(suffix)].count(".") == 0]
+            self._pending[queue] = pending
+        return pending
+
+    def _get(self, queue):
+        folder = self.data_folder_in
+        pending = self._candidates(queue)
+        while pending:
+            name = pending.pop()
+            claimed = os.path.join(folder, f".{name}.{os.getpid()}.claimed")
+            try:
+                os.rename(os.path.join(folder, name), claimed)
+            except OSError:
+                continue  # another consumer claimed it first
+            try:
+                with open(claimed, "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            try:
+                payload = loads(raw.decode("utf-8"))
+                if not isinstance(payload, dict) or "body" not in payload:
+                    raise ValueError("not a kombu envelope")
+            except (ValueError, UnicodeDecodeError) as err:
+                self._set_aside(claimed, name, err)
+                continue
+            os.remove(claimed)
+            return payload
+        raise Empty()
+
+    def _set_aside(self, claimed: str, name: str, err: Exception) -> None:
+        corrupt = os.path.join(self.data_folder_in, "corrupt")
+        os.makedirs(corrupt, exist_ok=True)
+        os.replace(claimed, os.path.join(corrupt, name))
+        type(self).corrupt_files += 1
+        logger.error("Corrupt queue file %s moved to %s: %s", name, corrupt, err)
+
+    def _size(self, queue):
+        suffix = f".{queue}.msg"
+        return sum(1 for n in os.listdir(self.data_folder_in) if n.endswith(suffix) and n[0] != ".")
+
+    def _purge(self, queue):
+        suffix = f".{queue}.msg"
+        count = 0
+        for n in os.listdir(self.data_folder_in):
+            if n.endswith(suffix) and n[0] != ".":
+                try:
+                    os.remove(os.path.join(self.data_folder_in, n))
+                    count += 1
+                except OSError:
+                    pass
+        self._pending.pop(queue, None)
+        return count
+
+
+class Transport(filesystem.Transport):
+    """The filesystem:// transport with the safer Channel."""
+
+    Channel = Channel

@@ -1,0 +1,102 @@
+"""The wire format: build and parse a message. JSON only, versioned, validated; no ORM, no kombu.
+
+A message is one JSON object::
+
+    {"v": 1, "id": "<32 hex digits>", "e": [[data_label, parent_label, parent_pk, field, amount, ts_ms], ...]}
+
+`e` holds one or more events; `ts_ms` is the event time in milliseconds since the Unix epoch (UTC).
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any, NamedTuple
+
+from trackable.exceptions import MalformedMessage
+
+__all__ = ["VERSION", "CONTENT_TYPE", "Event", "Message", "build", "new_id", "parse"]
+
+VERSION = 1
+CONTENT_TYPE = "application/json"
+CONTENT_ENCODING = "utf-8"
+MAX_EVENTS = 100_000
+MAX_AMOUNT = 2**31 - 1
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+
+_LABEL = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
+
+
+class Event(NamedTuple):
+    """One increment of one counter field of one parent object at one moment."""
+
+    data_label: str
+    parent_label: str
+    pk: int | str
+    field: str
+    amount: int
+    ts_ms: int
+
+
+class Message(NamedTuple):
+    """A parsed message: its id and its events."""
+
+    id: str
+    events: list[Event]
+
+
+def new_id() -> str:
+    """Return a fresh message id (32 lowercase hex digits)."""
+    return uuid.uuid4().hex
+
+
+def build(events: list[tuple[str, str, Any, str, int, int]], message_id: str | None = None) -> bytes:
+    """Return the JSON body of a message carrying `events`."""
+    return _dumps({"v": VERSION, "id": message_id or new_id(), "e": events}).encode("ascii")
+
+
+def parse(body: bytes | str, max_bytes: int = 1024 * 1024) -> Message:
+    """Return the Message in `body`, or raise MalformedMessage saying what is wrong with it."""
+    if len(body) > max_bytes:
+        raise MalformedMessage(f"body is {len(body)} bytes, over the limit of {max_bytes}")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise MalformedMessage(f"body is not JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise MalformedMessage(f"body is a JSON {type(data).__name__}, not an object")
+    if set(data) != {"v", "id", "e"}:
+        raise MalformedMessage(f"keys are {sorted(map(str, data))}, expected ['e', 'id', 'v']")
+    if data["v"] != VERSION or isinstance(data["v"], bool):
+        raise MalformedMessage(f"version is {data['v']!r}, this folder reads version {VERSION}")
+    message_id = data["id"]
+    if not isinstance(message_id, str) or not _ID.match(message_id):
+        raise MalformedMessage("id is not 32 lowercase hex digits")
+    raw_events = data["e"]
+    if not isinstance(raw_events, list) or not raw_events:
+        raise MalformedMessage("e is not a non-empty list of events")
+    if len(raw_events) > MAX_EVENTS:
+        raise MalformedMessage(f"e holds {len(raw_events)} events, over the limit of {MAX_EVENTS}")
+    return Message(message_id, [_parse_event(i, raw) for i, raw in enumerate(raw_events)])
+
+
+def _parse_event(index: int, raw: Any) -> Event:
+    if not isinstance(raw, list) or len(raw) != 6:
+        raise MalformedMessage(f"event {index} is not a list of 6 items")
+    data_label, parent_label, pk, field, amount, ts_ms = raw
+    for name, label in (("data model", data_label), ("parent model", parent_label)):
+        if not isinstance(label, str) or len(label) > 200 or not _LABEL.match(label):
+            raise MalformedMessage(f"event {index}: {name} label {str(label)[:80]!r} is not 'app_label.model'")
+    if isinstance(pk, bool) or not isinstance(pk, (int, str)) or (isinstance(pk, str) and not 0 < len(pk) <= 255):
+        raise MalformedMessage(f"event {index}: parent pk {str(pk)[:80]!r} is not an integer or a short string")
+    if not isinstance(field, str) or not _FIELD.match(field):
+        raise MalformedMessage(f"event {index}: field {str(field)[:80]!r} is not a field name")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < abs(amount) <= MAX_AMOUNT:
+        raise MalformedMessage(f"event {index}: amount {str(amount)[:80]!r} is not a non-zero integer within ±{MAX_AMOUNT}")
+    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int) or not MIN_TS_MS <= ts_ms < MAX_TS_MS:
+        raise MalformedMessage(f"event {index}: timestamp {str(ts_ms)[:80]!r} is not milliseconds between 2000 and 2100")
+    return Event(data_label, parent_label, pk, field, amount, ts_ms)

@@ -1,0 +1,131 @@
+"""Send tracking messages from views (the public producer API) and fold them (process_messages)."""
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import models
+from django.http import HttpRequest
+
+from trackable import messages, transport
+from trackable.conf import settings
+from trackable.exceptions import TrackableConnectionError
+from trackable.folding import FoldResult, process_messages
+from trackable.sites import site
+
+__all__ = [
+    "TrackableMessage",
+    "IncrementMessage",
+    "send_increment_message",
+    "send_decrement_message",
+    "send_message",
+    "process_messages",
+    "FoldResult",
+]
+
+logger = logging.getLogger("trackable")
+
+
+class TrackableMessage:
+    """A message type: the increments one tracking call sends; subclass and override events()."""
+
+    def __init__(self, request: HttpRequest | None, obj: models.Model, *, data_model: type[models.Model] | None = None):
+        self.request = request
+        self.obj = obj
+        self.data_model = data_model
+
+    def events(self) -> Iterable[tuple[str, int]]:
+        """Return the (field, amount) pairs this message carries."""
+        raise NotImplementedError("Subclasses of TrackableMessage return their (field, amount) pairs from events().")
+
+    def should_send(self) -> bool:
+        """Return whether to send at all (False for spiders when TRACKABLE_USER_AGENT_FILTERING is on)."""
+        if self.request is None or not settings.USER_AGENT_FILTERING:
+            return True
+        from trackable.spiders import is_spider
+
+        return not is_spider(self.request.META.get("HTTP_USER_AGENT"))
+
+    def build(self, ts_ms: int | None = None) -> dict[str, list[tuple[str, str, Any, str, int, int]]]:
+        """Return the events of this message grouped by data model label; raise on bad fields."""
+        obj = self.obj
+        pk = obj.pk
+        if pk is None:
+            raise ValueError(f"Cannot track an unsaved {type(obj).__name__}: save it first so it has a primary key.")
+        if not isinstance(pk, int):
+            pk = str(pk)
+        ts = int(time.time() * 1000) if ts_ms is None else ts_ms
+        grouped: dict[str, list[tuple[str, str, Any, str, int, int]]] = defaultdict(list)
+        for field, amount in self.events():
+            if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < abs(amount) <= messages.MAX_AMOUNT:
+                raise ValueError(f"The amount for {field!r} must be a non-zero integer within ±{messages.MAX_AMOUNT}, not {amount!r}.")
+            route = site.route(type(obj), field, self.data_model)
+            grouped[route.data_label].append((route.data_label, route.parent_label, pk, field, amount, ts))
+        return grouped
+
+    def send(self) -> bool:
+        """Publish the message; return False if it was filtered out or a connection error was captured."""
+        grouped = self.build()  # bad input raises here, before anything is published or filtered
+        if not self.should_send():
+            return False
+        try:
+            for data_label, events in grouped.items():
+                transport.publish(messages.build(events), data_label)
+        except TrackableConnectionError as err:
+            if not settings.CAPTURE_CONNECTION_ERRORS:
+                raise
+            logger.warning("Tracking message lost, broker unreachable: %s", err)
+            return False
+        return True
+
+
+class IncrementMessage(TrackableMessage):
+    """Add `amount` (default 1; negative to subtract) to one counter field."""
+
+    def __init__(self, request: HttpRequest | None, obj: models.Model, field: str, amount: int = 1, **kwargs: Any):
+        super().__init__(request, obj, **kwargs)
+        self.field = field
+        self.amount = amount
+
+    def events(self) -> Iterable[tuple[str, int]]:
+        return [(self.field, self.amount)]
+
+
+def send_increment_message(
+    request: HttpRequest | None,
+    obj: models.Model,
+    field: str,
+    amount: int = 1,
+    *,
+    data_model: type[models.Model] | None = None,
+) -> bool:
+    """Count `amount` (default 1) more of `field` for `obj`, out of band; return whether it was sent."""
+    return IncrementMessage(request, obj, field, amount, data_model=data_model).send()
+
+
+def send_decrement_message(
+    request: HttpRequest | None,
+    obj: models.Model,
+    field: str,
+    amount: int = 1,
+    *,
+    data_model: type[models.Model] | None = None,
+) -> bool:
+    """Count `amount` (default 1) less of `field` for `obj`, out of band; return whether it was sent."""
+    return IncrementMessage(request, obj, field, -amount, data_model=data_model).send()
+
+
+def send_message(
+    request: HttpRequest | None,
+    obj: models.Model,
+    increments: dict[str, int],
+    *,
+    data_model: type[models.Model] | None = None,
+) -> bool:
+    """Send several field increments for `obj` at once, e.g. {"plays": 1, "seconds_played": 94}."""
+    message = TrackableMessage(request, obj, data_model=data_model)
+    message.events = lambda: list(increments.items())  # type: ignore[method-assign]
+    return message.send()

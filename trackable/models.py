@@ -1,0 +1,121 @@
+"""Abstract bases for data models, and the concrete Spider and ledger models of the app."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from trackable.buckets import DAY
+
+__all__ = ["TrackableData", "TrackableTimeSeriesData", "Spider", "FoldedMessage", "counter_fields"]
+
+# Fields of the abstract bases; every other integer field of a data model is a counter.
+RESERVED_FIELDS = frozenset({"id", "content_type", "object_id", "collected_during"})
+
+
+class TrackableData(models.Model):
+    """An abstract base class model that holds the counters of one parent object.
+
+    The parent is any model instance (a generic relation). `object_id` is a big integer; a data model
+    whose parents have UUID or string primary keys redeclares it, e.g. ``object_id = models.UUIDField()``.
+    """
+
+    content_type = models.ForeignKey(
+        ContentType, on_delete=models.CASCADE, related_name="+", verbose_name=_("parent type")
+    )
+    object_id = models.BigIntegerField(_("parent id"))
+    parent = GenericForeignKey("content_type", "object_id")
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.UniqueConstraint(fields=["content_type", "object_id"], name="%(app_label)s_%(class)s_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} of {self.content_type_id}:{self.object_id}"
+
+
+class TrackableTimeSeriesData(TrackableData):
+    """An abstract base class model that holds the counters of one parent object in one time bucket.
+
+    `collected_during` is the aware UTC start of the bucket; `granularity` (a class attribute: "minute",
+    "hour", "day", "week" or "month") sets the bucket length, "day" by default.
+    """
+
+    collected_during = models.DateTimeField(_("collected during"), db_index=True)
+
+    granularity = DAY
+
+    class Meta(TrackableData.Meta):
+        abstract = True
+        constraints = [
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "collected_during"], name="%(app_label)s_%(class)s_bucket"
+            ),
+        ]
+        ordering = ["-collected_during"]
+        get_latest_by = "collected_during"
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} during {self.collected_during:%Y-%m-%d %H:%M} UTC"
+
+
+@lru_cache(maxsize=None)
+def counter_fields(model: type[models.Model]) -> tuple[str, ...]:
+    """Return the names of the counter (integer) fields of a data model."""
+    return tuple(
+        f.attname
+        for f in model._meta.concrete_fields
+        if f.name not in RESERVED_FIELDS
+        and not f.primary_key
+        and not f.is_relation
+        and f.get_internal_type()
+        in {
+            "IntegerField",
+            "BigIntegerField",
+            "SmallIntegerField",
+            "PositiveIntegerField",
+            "PositiveBigIntegerField",
+            "PositiveSmallIntegerField",
+        }
+    )
+
+
+class Spider(models.Model):
+    """A user-agent pattern whose requests are not counted when TRACKABLE_USER_AGENT_FILTERING is on."""
+
+    pattern = models.CharField(
+        _("pattern"),
+        max_length=255,
+        unique=True,
+        help_text=_("A regular expression searched in the User-Agent header, case-insensitively."),
+    )
+    description = models.CharField(_("description"), max_length=255, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("spider")
+        verbose_name_plural = _("spiders")
+        ordering = ["pattern"]
+
+    def __str__(self) -> str:
+        return self.pattern
+
+
+class FoldedMessage(models.Model):
+    """The ledger: ids of messages whose increments were committed, so a redelivery is not counted twice."""
+
+    id = models.CharField(_("message id"), max_length=32, primary_key=True)
+    folded_at = models.DateTimeField(_("folded at"), db_index=True)
+
+    class Meta:
+        verbose_name = _("folded message")
+        verbose_name_plural = _("folded messages")
+
+    def __str__(self) -> str:
+        return self.id

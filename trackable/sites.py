@@ -1,0 +1,225 @@
+"""The registry of parent models and their data models, modelled on django.contrib.admin.sites."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+
+from trackable.buckets import GRANULARITIES
+from trackable.exceptions import AlreadyRegistered, AmbiguousField, NotRegistered, UnknownField
+
+__all__ = ["TrackableSite", "Route", "site"]
+
+INTEGER_TYPES = {
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
+    "PositiveSmallIntegerField",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an increment of one field of one parent model goes: all the request path needs to know."""
+
+    data_model: type[models.Model]
+    data_label: str
+    parent_label: str
+    field: str
+
+
+class TrackableSite:
+    """Map parent models to the data models that count things about them."""
+
+    def __init__(self, name: str = "trackable") -> None:
+        self.name = name
+        # parent model → {data model: ModelAdmin class or None}
+        self._registry: dict[type[models.Model], dict[type[models.Model], Any]] = {}
+        self._routes: dict[tuple[type, str, type | None], Route] = {}
+
+    # -- registration -------------------------------------------------------------------------
+    def register(
+        self,
+        model_or_iterable: type[models.Model] | Iterable[type[models.Model]],
+        data_model: type[models.Model],
+        admin_class: Any = None,
+        **options: Any,
+    ) -> None:
+        """Register one parent model (or several) with a data model and an optional ModelAdmin."""
+        self._check_data_model(data_model)
+        models_ = [model_or_iterable] if isinstance(model_or_iterable, models.base.ModelBase) else list(model_or_iterable)
+        for model in models_:
+            if model._meta.abstract:
+                raise ImproperlyConfigured(f"The model {model.__name__} is abstract, so it cannot be registered with trackable.")
+            if data_model in self._registry.get(model, {}):
+                raise AlreadyRegistered(f"{model.__name__} is already registered with {data_model.__name__}.")
+            self._check_parent(model, data_model)
+        if admin_class is None and options:
+            from trackable.admin import TrackableDataAdmin
+
+            admin_class = type(f"{data_model.__name__}Admin", (TrackableDataAdmin,), dict(options))
+        for model in models_:
+            self._registry.setdefault(model, {})[data_model] = admin_class
+        self._routes.clear()
+        from trackable.admin import register_data_model_admin
+
+        register_data_model_admin(data_model, admin_class)
+
+    def unregister(
+        self,
+        model_or_iterable: type[models.Model] | Iterable[type[models.Model]],
+        data_model: type[models.Model] | None = None,
+    ) -> None:
+        """Unregister a parent model (or several) from one data model, or from all of them."""
+        models_ = [model_or_iterable] if isinstance(model_or_iterable, models.base.ModelBase) else list(model_or_iterable)
+        for model in models_:
+            registered = self._registry.get(model, {})
+            if not registered or (data_model is not None and data_model not in registered):
+                what = f" with {data_model.__name__}" if data_model is not None else ""
+                raise NotRegistered(f"The model {model.__name__} is not registered{what}.")
+        dropped = set()
+        for model in models_:
+            registered = self._registry[model]
+            for dm in [data_model] if data_model is not None else list(registered):
+                del registered[dm]
+                dropped.add(dm)
+            if not registered:
+                del self._registry[model]
+        self._routes.clear()
+        from trackable.admin import unregister_data_model_admin
+
+        for dm in dropped:
+            if not self.parents_of(dm):
+                unregister_data_model_admin(dm)
+
+    def is_registered(self, model: type[models.Model], data_model: type[models.Model] | None = None) -> bool:
+        """Return whether the parent model is registered (with `data_model`, when given)."""
+        registered = self._registry.get(model, {})
+        return bool(registered) if data_model is None else data_model in registered
+
+    # -- look-ups (in memory only: these run on the request path) ------------------------------
+    def get_data_models(self, model: type[models.Model]) -> list[type[models.Model]]:
+        """Return the data models registered for a parent model."""
+        return list(self._registry.get(model, {}))
+
+    def data_models(self) -> list[type[models.Model]]:
+        """Return every registered data model, each once, in registration order."""
+        seen: dict[type, None] = {}
+        for registered in self._registry.values():
+            seen.update(dict.fromkeys(registered))
+        return list(seen)
+
+    def parents_of(self, data_model: type[models.Model]) -> list[type[models.Model]]:
+        """Return the parent models a data model is registered for."""
+        return [model for model, registered in self._registry.items() if data_model in registered]
+
+    def get_data_model(self, label: str) -> type[models.Model] | None:
+        """Return the registered data model whose label_lower is `label`, or None."""
+        for dm in self.data_models():
+            if dm._meta.label_lower == label:
+                return dm
+        return None
+
+    def route(self, model: type[models.Model], field: str, data_model: type[models.Model] | None = None) -> Route:
+        """Return where an increment of `field` for an instance of `model` goes; raise if nowhere."""
+        key = (model, field, data_model)
+        try:
+            return self._routes[key]
+        except KeyError:
+            pass
+        route = self._resolve(model, field, data_model)
+        self._routes[key] = route
+        return route
+
+    def _resolve(self, model: type[models.Model], field: str, data_model: type[models.Model] | None) -> Route:
+        from trackable.models import counter_fields
+
+        registered = self._registry.get(model)
+        if registered is None and model._meta.proxy:
+            model = model._meta.concrete_model
+            registered = self._registry.get(model)
+        if not registered:
+            raise NotRegistered(
+                f"The model {model.__name__} is not registered with trackable; call "
+                f"trackable.site.register({model.__name__}, <data model>) in a trackables.py module."
+            )
+        if data_model is not None and data_model not in registered:
+            raise NotRegistered(f"The model {model.__name__} is not registered with {data_model.__name__}.")
+        candidates = [data_model] if data_model is not None else list(registered)
+        matches = [dm for dm in candidates if field in counter_fields(dm)]
+        if not matches:
+            names = sorted({f for dm in candidates for f in counter_fields(dm)})
+            owner = " or ".join(dm.__name__ for dm in candidates)
+            raise UnknownField(
+                f"{field!r} is not a counter field of {owner}; the counter fields are: {', '.join(names)}."
+            )
+        if len(matches) > 1:
+            raise AmbiguousField(
+                f"{field!r} is a counter field of several data models of {model.__name__} "
+                f"({', '.join(dm.__name__ for dm in matches)}); pass data_model= to choose one."
+            )
+        dm = matches[0]
+        return Route(dm, dm._meta.label_lower, model._meta.label_lower, field)
+
+    # -- checks ------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_data_model(data_model: Any) -> None:
+        from trackable.models import TrackableData, TrackableTimeSeriesData, counter_fields
+
+        if not (isinstance(data_model, type) and issubclass(data_model, TrackableData)):
+            raise ImproperlyConfigured(
+                f"{getattr(data_model, '__name__', data_model)!r} is not a data model: data models subclass "
+                "trackable.TrackableData or trackable.TrackableTimeSeriesData."
+            )
+        if data_model._meta.abstract:
+            raise ImproperlyConfigured(
+                f"The data model {data_model.__name__} is abstract; register a concrete subclass of it."
+            )
+        if not counter_fields(data_model):
+            raise ImproperlyConfigured(
+                f"The data model {data_model.__name__} has no counter field; add one, e.g. "
+                "impressions = models.PositiveIntegerField(default=0)."
+            )
+        if issubclass(data_model, TrackableTimeSeriesData) and data_model.granularity not in GRANULARITIES:
+            raise ImproperlyConfigured(
+                f"{data_model.__name__}.granularity is {data_model.granularity!r}; choose one of "
+                f"{', '.join(GRANULARITIES)}."
+            )
+
+    @staticmethod
+    def _check_parent(model: type[models.Model], data_model: type[models.Model]) -> None:
+        pk_type = model._meta.pk.target_field.get_internal_type() if model._meta.pk.is_relation else model._meta.pk.get_internal_type()
+        oid = data_model._meta.get_field("object_id")
+        oid_type = oid.get_internal_type()
+        if pk_type in INTEGER_TYPES:
+            ok = oid_type in INTEGER_TYPES or oid_type in {"CharField", "TextField"}
+            want = "models.BigIntegerField()"
+        elif pk_type == "UUIDField":
+            ok = oid_type == "UUIDField"
+            want = "models.UUIDField()"
+        elif pk_type in {"CharField", "SlugField", "TextField"}:
+            ok = oid_type in {"CharField", "SlugField", "TextField"} and (
+                oid_type == "TextField" or (oid.max_length or 0) >= (model._meta.pk.max_length or 0)
+            )
+            want = f"models.CharField(max_length={model._meta.pk.max_length})"
+        else:
+            raise ImproperlyConfigured(
+                f"{model.__name__} has a {pk_type} primary key, which trackable cannot store; parents need "
+                "an integer, UUID or string primary key."
+            )
+        if not ok:
+            raise ImproperlyConfigured(
+                f"{model.__name__} has a {pk_type} primary key but {data_model.__name__}.object_id is a "
+                f"{oid_type}; declare object_id = {want} on {data_model.__name__}."
+            )
+
+
+site = TrackableSite()
