@@ -54,7 +54,7 @@ if TEST_DB == "postgres":
             "USER": os.environ.get("TRACKABLE_TEST_PG_USER", "postgres"),
             "HOST": os.environ.get("TRACKABLE_TEST_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("TRACKABLE_TEST_PG_PORT", "5432"),
-            "TEST": {"NAME": f"test_trackable_{TEST_BROKER}"},
+            "TEST": {"NAME": f"test_trackable_{TEST_BROKER}_{RUN_ID}"},
         }
     }
 elif TEST_DB == "mysql":
@@ -65,7 +65,7 @@ elif TEST_DB == "mysql":
             "USER": "root",
             "HOST": "127.0.0.1",
             "PORT": "3306",
-            "TEST": {"NAME": f"test_trackable_{TEST_BROKER}"},
+            "TEST": {"NAME": f"test_trackable_{TEST_BROKER}_{RUN_ID}"},
         }
     }
 elif TEST_DB == "sqlite":

@@ -1,0 +1,45 @@
+"""Shared fixtures: real brokers and databases, clean queues per test."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from trackable import transport
+from trackable.sites import site
+
+
+def _purge_all() -> None:
+    conn = transport.connection()
+    try:
+        conn.ensure_connection(max_retries=2)
+        channel = conn.channel()
+        for dm in site.data_models():
+            queue = transport.queue_for(dm._meta.label_lower)(channel)
+            queue.declare()
+            queue.purge()
+        dead = transport.dead_letter_queue()(channel)
+        dead.declare()
+        dead.purge()
+        channel.close()
+    finally:
+        conn.release()
+
+
+@pytest.fixture(autouse=True)
+def clean_queues(request):
+    """Start every test that touches the broker with empty queues (fails loudly if it is unreachable)."""
+    if "no_broker" in request.keywords:
+        yield
+        return
+    _purge_all()
+    yield
+    transport.reset()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    folder = getattr(django_settings, "TRACKABLE_QUEUE_DIR", None)
+    if folder and Path(folder).name.startswith(".queue-"):
+        shutil.rmtree(folder, ignore_errors=True)
