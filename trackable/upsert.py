@@ -1,4 +1,10 @@
-"""One SQL statement that adds increments to many rows: `n = n + delta`, never read-modify-write."""
+"""Add increments to many rows in few statements: `n = n + delta`, never read-modify-write.
+
+Rows whose deltas are all allowed by their columns go through one INSERT … ON CONFLICT DO UPDATE
+(ON DUPLICATE KEY UPDATE on MySQL) per chunk. A positive counter cannot store a negative delta, not
+even in the VALUES of an upsert (its CHECK constraint fires first), so rows that decrement one are
+created if missing and then changed by one UPDATE … FROM (VALUES …) that stops at zero.
+"""
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
@@ -19,76 +25,116 @@ def upsert_increments(
     model: type[models.Model],
     totals: dict[tuple, dict[str, int]],
 ) -> int:
-    """Add `totals` ({(ct_id, object_id, bucket): {field: delta}}) to `model`'s rows; return the row count.
+    """Add `totals` ({(ct_id, object_id[, bucket]): {field: delta}}) to `model`'s rows; return the row count.
 
     Rows are written in key order, so two workers folding overlapping keys lock them in the same order
     and cannot deadlock. Positive counter fields stop at zero instead of violating their constraint.
     """
     if not totals:
         return 0
+    if connection.vendor not in {"postgresql", "sqlite", "mysql"}:
+        raise ImproperlyConfigured(
+            f"django-trackable has no upsert for the {connection.vendor} database; use PostgreSQL, SQLite or MySQL/MariaDB."
+        )
     opts = model._meta
-    timed = issubclass(model, TrackableTimeSeriesData)
     key_fields = [opts.get_field("content_type"), opts.get_field("object_id")]
-    if timed:
+    if issubclass(model, TrackableTimeSeriesData):
         key_fields.append(opts.get_field("collected_during"))
     # Every counter is inserted (the columns have no database default); only touched ones are updated.
-    counters = list(all_counter_fields(model))
-    touched = {name for deltas in totals.values() for name in deltas}
-    counter_fields = [opts.get_field(name) for name in counters]
-    positive = [f.get_internal_type() in POSITIVE_TYPES for f in counter_fields]
-
-    rows = []
+    counters = [opts.get_field(name) for name in all_counter_fields(model)]
+    positive = {f.attname for f in counters if f.get_internal_type() in POSITIVE_TYPES}
+    plain: list[tuple[list, dict[str, int]]] = []
+    lowering: list[tuple[list, dict[str, int]]] = []
     for key in sorted(totals, key=_sort_key):
         deltas = totals[key]
-        values = [f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key)]
-        for name, pos in zip(counters, positive):
-            delta = deltas.get(name, 0)
-            values.append(max(delta, 0) if pos else delta)
-        rows.append(values)
-
-    ncols = len(key_fields) + len(counter_fields)
-    max_params = connection.features.max_query_params or 65535
-    per_statement = max(1, min(MAX_ROWS_PER_STATEMENT, max_params // ncols))
-    updated = [(f, pos) for f, pos in zip(counter_fields, positive) if f.attname in touched]
-    sql_head, sql_tail = _statement_parts(connection, opts.db_table, key_fields, counter_fields, updated)
-    row_sql = "(" + ", ".join(["%s"] * ncols) + ")"
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            sql = sql_head + ", ".join([row_sql] * len(chunk)) + sql_tail
-            cursor.execute(sql, [v for row in chunk for v in row])
-    return len(rows)
+        keys = [f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key)]
+        (lowering if any(d < 0 and n in positive for n, d in deltas.items()) else plain).append((keys, deltas))
+    writer = _Writer(connection, opts.db_table, key_fields, counters, positive)
+    if plain:
+        writer.upsert(plain)
+    if lowering:
+        writer.insert_missing(lowering)
+        writer.update_from_values(lowering)
+    return len(plain) + len(lowering)
 
 
 def _sort_key(key: tuple) -> tuple:
     return tuple((0, v) if isinstance(v, int) else (1, str(v)) for v in key)
 
 
-def _statement_parts(
-    connection: BaseDatabaseWrapper,
-    table: str,
-    key_fields: list[models.Field],
-    counter_fields: list[models.Field],
-    updated: list[tuple[models.Field, bool]],
-) -> tuple[str, str]:
-    """Return the SQL before and after the VALUES rows for this database vendor."""
-    qn = connection.ops.quote_name
-    cols = [qn(f.column) for f in key_fields + counter_fields]
-    head = f"INSERT INTO {qn(table)} ({', '.join(cols)}) VALUES "
-    updates = []
-    if connection.vendor == "mysql":
-        for f, pos in updated:
-            col = qn(f.column)
-            total = f"CAST({col} AS SIGNED) + VALUES({col})"
-            updates.append(f"{col} = " + (f"GREATEST({total}, 0)" if pos else total))
-        return head, " ON DUPLICATE KEY UPDATE " + ", ".join(updates)
-    if connection.vendor not in {"postgresql", "sqlite"}:
-        raise ImproperlyConfigured(
-            f"django-trackable has no upsert for the {connection.vendor} database; use PostgreSQL, SQLite or MySQL/MariaDB."
-        )
-    for f, pos in updated:
-        col = qn(f.column)
-        total = f"{qn(table)}.{col} + EXCLUDED.{col}"
-        updates.append(f"{col} = " + (f"CASE WHEN {total} < 0 THEN 0 ELSE {total} END" if pos else total))
-    conflict = ", ".join(qn(f.column) for f in key_fields)
-    return head, f" ON CONFLICT ({conflict}) DO UPDATE SET " + ", ".join(updates)
+class _Writer:
+    """Build and run the vendor's statements for one data model table."""
+
+    def __init__(self, connection, table, key_fields, counters, positive):
+        self.connection = connection
+        self.mysql = connection.vendor == "mysql"
+        qn = connection.ops.quote_name
+        self.table = qn(table)
+        self.key_cols = [qn(f.column) for f in key_fields]
+        self.counters = counters
+        self.counter_cols = [qn(f.column) for f in counters]
+        self.positive = positive
+
+    def _chunks(self, rows: list, ncols: int):
+        max_params = self.connection.features.max_query_params or 65535
+        size = max(1, min(MAX_ROWS_PER_STATEMENT, max_params // ncols))
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
+
+    def _execute(self, sql: str, params: list) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+    def _insert_head(self) -> str:
+        return f"INSERT INTO {self.table} ({', '.join(self.key_cols + self.counter_cols)}) VALUES "
+
+    def upsert(self, rows: list[tuple[list, dict[str, int]]]) -> None:
+        touched = [c for f, c in zip(self.counters, self.counter_cols) if any(f.attname in d for _, d in rows)]
+        if self.mysql:
+            tail = " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = {c} + VALUES({c})" for c in touched)
+        else:
+            tail = (
+                f" ON CONFLICT ({', '.join(self.key_cols)}) DO UPDATE SET "
+                + ", ".join(f"{c} = {self.table}.{c} + EXCLUDED.{c}" for c in touched)
+            )
+        ncols = len(self.key_cols) + len(self.counters)
+        placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
+        for chunk in self._chunks(rows, ncols):
+            params = [v for keys, deltas in chunk for v in keys + [deltas.get(f.attname, 0) for f in self.counters]]
+            self._execute(self._insert_head() + ", ".join([placeholder] * len(chunk)) + tail, params)
+
+    def insert_missing(self, rows: list[tuple[list, dict[str, int]]]) -> None:
+        if self.mysql:
+            tail = f" ON DUPLICATE KEY UPDATE {self.key_cols[0]} = {self.key_cols[0]}"
+        else:
+            tail = f" ON CONFLICT ({', '.join(self.key_cols)}) DO NOTHING"
+        ncols = len(self.key_cols)
+        placeholder = "(" + ", ".join(["%s"] * ncols + ["0"] * len(self.counters)) + ")"
+        for chunk in self._chunks(rows, ncols):
+            params = [v for keys, _ in chunk for v in keys]
+            self._execute(self._insert_head() + ", ".join([placeholder] * len(chunk)) + tail, params)
+
+    def update_from_values(self, rows: list[tuple[list, dict[str, int]]]) -> None:
+        touched = [(f, c) for f, c in zip(self.counters, self.counter_cols) if any(f.attname in d for _, d in rows)]
+        nkeys = len(self.key_cols)
+        ncols = nkeys + len(touched)
+        v = [f"v.column{i + 1}" for i in range(ncols)]
+        sets = []
+        for i, (f, col) in enumerate(touched):
+            total = f"CAST({self.table}.{col} AS SIGNED) + {v[nkeys + i]}" if self.mysql else f"{self.table}.{col} + {v[nkeys + i]}"
+            clamp = f"CASE WHEN {total} < 0 THEN 0 ELSE {total} END" if f.attname in self.positive else total
+            sets.append(f"{col} = {clamp}")
+        match = " AND ".join(f"{self.table}.{k} = {v[i]}" for i, k in enumerate(self.key_cols))
+        for chunk in self._chunks(rows, ncols):
+            params = [x for keys, deltas in chunk for x in keys + [deltas.get(f.attname, 0) for f, _ in touched]]
+            if self.mysql:
+                selects = " UNION ALL ".join(
+                    "SELECT " + ", ".join(f"%s AS column{i + 1}" for i in range(ncols)) for _ in chunk
+                )
+                sets_mysql = ", ".join(f"{self.table}.{s}" for s in sets)
+                sql = f"UPDATE {self.table} JOIN ({selects}) AS v ON {match} SET {sets_mysql}"
+            else:
+                placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
+                values = ", ".join([placeholder] * len(chunk))
+                sql = f"UPDATE {self.table} SET {', '.join(sets)} FROM (VALUES {values}) AS v WHERE {match}"
+            self._execute(sql, params)

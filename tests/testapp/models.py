@@ -66,3 +66,40 @@ class PlayerTrackableData(trackable.TrackableTimeSeriesData):
 
     class Meta(trackable.TrackableTimeSeriesData.Meta):
         app_label = "testapp"
+
+
+# Models for registry tests: never registered with the default site.
+class Gadget(models.Model):
+    name = models.CharField(max_length=40)
+
+
+class GadgetData(trackable.TrackableTimeSeriesData):
+    hits = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class NoCounterData(trackable.TrackableData):
+    label = models.CharField(max_length=10, blank=True)
+
+    class Meta(trackable.TrackableData.Meta):
+        app_label = "testapp"
+
+
+class OddGranularityData(trackable.TrackableTimeSeriesData):
+    hits = models.PositiveIntegerField(default=0)
+
+    granularity = "fortnight"
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class GadgetHourlyData(trackable.TrackableTimeSeriesData):
+    hits = models.PositiveIntegerField(default=0)
+
+    granularity = trackable.HOUR
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
