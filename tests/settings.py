@@ -80,6 +80,9 @@ elif TEST_DB == "sqlite":
     }
 else:
     raise RuntimeError(f"TRACKABLE_TEST_DB={TEST_DB!r}: choose sqlite, postgres or mysql.")
+if os.environ.get("TRACKABLE_TEST_USE_TEST_DB"):
+    # A celery worker started by a test works on that test's database.
+    DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
 
 TRACKABLE_QUEUE_PREFIX = f"trackable-test-{RUN_ID}"
 if TEST_BROKER == "filesystem":

@@ -33,7 +33,9 @@ class Command(BaseCommand):
                 )
             except TrackableConnectionError as err:
                 raise CommandError(str(err)) from err
-            self._report(result, options["json"])
+            quiet = options["loop"] and options["verbosity"] < 2 and not (result.messages or result.malformed or result.duplicates)
+            if not quiet:
+                self._report(result, options["json"])
             if not options["loop"]:
                 return
             time.sleep(options["interval"])

@@ -1,0 +1,40 @@
+"""A tiny game shop: items whose views and purchases are tracked."""
+from django.db import models
+from django.urls import reverse
+
+import trackable
+
+
+class Item(models.Model):
+    name = models.CharField(max_length=60)
+    price = models.PositiveIntegerField(help_text="in gold coins")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("item", args=[self.pk])
+
+
+class ItemTrackableData(trackable.TrackableTimeSeriesData):
+    """Views and purchases of an item per day (the default granularity)."""
+
+    views = models.PositiveIntegerField(default=0)
+    purchases = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        verbose_name_plural = "item data (daily)"
+
+
+class ItemHourlyData(trackable.TrackableTimeSeriesData):
+    """Views of an item per hour."""
+
+    views = models.PositiveIntegerField(default=0)
+
+    granularity = trackable.HOUR
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        verbose_name_plural = "item data (hourly)"
