@@ -26,8 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_DIR": None,  # folder of the filesystem:// transport; None: BASE_DIR / "trackable-queue"
     "QUEUE_PREFIX": "trackable",
     "CONNECT_TIMEOUT": 1.0,  # seconds the request path may wait for the broker
+    "PUBLISH_CONFIRMS": True,  # amqp://: wait for the broker's confirm, so no publish is lost silently
     # Request path: what a broker outage does to a view.
     "CAPTURE_CONNECTION_ERRORS": False,
+    "SPOOL_DIR": None,  # a folder on the web host keeping the events of a broker outage; None: off
+    "OUTAGE_MAIL_INTERVAL": 3600,  # seconds between two outage mails to ADMINS; 0: never mail
     # Bad input: dead-letter malformed messages (kept) or remove them.
     "REMOVE_MALFORMED_MESSAGES": False,
     "MAX_MESSAGE_BYTES": 1024 * 1024,

@@ -10,11 +10,12 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from trackable import messages, transport
+from trackable import messages, outage, transport
 from trackable.conf import settings
 from trackable.exceptions import TrackableConnectionError
 from trackable.folding import FoldResult, process_messages
 from trackable.sites import site
+from trackable.spool import ensure_replayer, get_spool
 
 __all__ = [
     "TrackableMessage",
@@ -71,15 +72,30 @@ class TrackableMessage:
         grouped = self.build()  # bad input raises here, before anything is published or filtered
         if not self.should_send():
             return False
-        try:
-            for data_label, events in grouped.items():
-                transport.publish(messages.build(events), data_label)
-        except TrackableConnectionError as err:
-            if not settings.CAPTURE_CONNECTION_ERRORS:
-                raise
-            logger.warning("Tracking message lost, broker unreachable: %s", err)
-            return False
+        delivered = [deliver(messages.build(events), data_label) for data_label, events in grouped.items()]
+        return all(delivered)
+
+
+def deliver(body: bytes, data_label: str) -> bool:
+    """Publish one body; during an outage spool it, or capture the error, or raise it (in that order)."""
+    try:
+        transport.publish(body, data_label)
         return True
+    except TrackableConnectionError as err:
+        spool = get_spool()
+        if spool is not None:
+            try:
+                spool.put(body, data_label)
+            except OSError as spool_error:
+                logger.error("Could not spool a tracking message: %s", spool_error)
+            else:
+                outage.report_failure(err, spooled=True)
+                ensure_replayer()
+                return True
+        outage.report_failure(err, spooled=False)
+        if settings.CAPTURE_CONNECTION_ERRORS:
+            return False
+        raise
 
 
 class IncrementMessage(TrackableMessage):

@@ -14,7 +14,7 @@ from typing import Any
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.exceptions import OperationalError
 
-from trackable import fsqueue
+from trackable import fsqueue, outage
 from trackable.conf import settings
 from trackable.exceptions import TrackableConnectionError
 
@@ -65,6 +65,9 @@ def connection(*, request_path: bool = False) -> Connection:
         timeout = settings.CONNECT_TIMEOUT
         options.update(max_retries=0, interval_start=0, socket_connect_timeout=timeout, socket_timeout=timeout)
         options.update(read_timeout=timeout, write_timeout=timeout)
+        if settings.PUBLISH_CONFIRMS and url.split("://", 1)[0] in {"amqp", "pyamqp", "amqps"}:
+            # Without publisher confirms a publish "succeeds" into a socket the broker already dropped.
+            options.update(confirm_publish=True)
     options.update(settings.BROKER_TRANSPORT_OPTIONS)
     return Connection(url, connect_timeout=settings.CONNECT_TIMEOUT, transport_options=options, transport=transport_cls)
 
@@ -102,8 +105,13 @@ def reset() -> None:
                 pass
 
 
+def _after_fork() -> None:
+    reset()
+    outage.reset()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=reset)
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _producer(state: _State) -> Producer:
@@ -144,6 +152,7 @@ def publish(body: bytes, data_label: str) -> None:
         with state.lock:
             state.down_until = 0.0
             state.backoff = BACKOFF_START
+        outage.report_success()
 
 
 def _errors(state: _State) -> tuple[type[BaseException], ...]:
