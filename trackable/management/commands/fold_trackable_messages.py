@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django import db
+from django.db import DatabaseError
+from kombu.exceptions import OperationalError
+
 from trackable.exceptions import TrackableConnectionError
 from trackable.folding import FoldResult, process_messages
 from trackable.sites import site
+
+logger = logging.getLogger("trackable")
 
 
 class Command(BaseCommand):
@@ -31,8 +38,16 @@ class Command(BaseCommand):
                 result = process_messages(
                     chosen, batch_size=options["batch_size"], max_messages=options["max_messages"]
                 )
-            except TrackableConnectionError as err:
-                raise CommandError(str(err)) from err
+            except (TrackableConnectionError, DatabaseError, OperationalError, OSError) as err:
+                if not options["loop"]:
+                    raise CommandError(f"The fold failed and nothing uncommitted was acked: {err}") from err
+                # A loop outlives outages: drop a broken database connection and try again later.
+                logger.error("Fold failed, retrying in %gs: %s", options["interval"], err)
+                db.close_old_connections()
+                for conn in db.connections.all():
+                    conn.close_if_unusable_or_obsolete()
+                time.sleep(options["interval"])
+                continue
             quiet = options["loop"] and options["verbosity"] < 2 and not (result.messages or result.malformed or result.duplicates)
             if not quiet:
                 self._report(result, options["json"])
