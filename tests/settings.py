@@ -93,7 +93,8 @@ elif TEST_BROKER == "amqp":
 elif TEST_BROKER == "redis":
     TRACKABLE_BROKER_URL = os.environ.get("TRACKABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
     # Unacked messages come back after this many seconds (Redis has no per-connection requeue).
-    TRACKABLE_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3}
+    # A worker killed during kombu's restore scan holds its lock until unacked_mutex_expire.
+    TRACKABLE_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3, "unacked_mutex_expire": 4}
 else:
     raise RuntimeError(f"TRACKABLE_TEST_BROKER={TEST_BROKER!r}: choose filesystem, amqp or redis.")
 

@@ -105,6 +105,7 @@ def process_messages(
     try:
         conn.ensure_connection(max_retries=3)
         channel = conn.channel()
+        _restore_visible(conn, channel)
         consumer = Consumer(channel, queues=queues, on_message=batch.append, auto_declare=True)
         consumer.qos(prefetch_count=min(batch_size, 65535))
         with consumer:
@@ -123,6 +124,16 @@ def process_messages(
     prune_ledger()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _restore_visible(conn: Connection, channel: Any) -> None:
+    """On Redis, give back messages that a dead worker took and never acked (older than visibility_timeout).
+
+    Kombu scans for them only every tenth idle poll of an event loop, which a fold never reaches, so a
+    killed worker's messages would otherwise stay invisible.
+    """
+    if conn.transport.driver_type == "redis":
+        channel.qos.restore_visible(num=None, interval=1)
 
 
 def _drain(conn: Connection, batch: list[Any], want: int, idle_timeout: float) -> None:
