@@ -42,12 +42,16 @@ class TrackableMessage:
         raise NotImplementedError("Subclasses of TrackableMessage return their (field, amount) pairs from events().")
 
     def should_send(self) -> bool:
-        """Return whether to send at all (False for spiders when TRACKABLE_USER_AGENT_FILTERING is on)."""
-        if self.request is None or not settings.USER_AGENT_FILTERING:
-            return True
-        from trackable.spiders import is_spider
+        """Return whether to send at all: a hook for subclasses (spiders are screened by screen())."""
+        return True
 
-        return not is_spider(self.request.META.get("HTTP_USER_AGENT"))
+    def screen(self, grouped: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+        """Return the events to send: all for people; for a spider only those its data models count apart."""
+        if self.request is None or not settings.USER_AGENT_FILTERING:
+            return grouped
+        from trackable import spiders
+
+        return spiders.divert(grouped) if spiders.is_spider(self.request.META.get("HTTP_USER_AGENT")) else grouped
 
     def build(self, ts_ms: int | None = None) -> dict[str, list[tuple[str, str, Any, str, int, int]]]:
         """Return the events of this message grouped by data model label; raise on bad fields."""
@@ -70,6 +74,9 @@ class TrackableMessage:
         """Publish the message; return False if it was filtered out or a connection error was captured."""
         grouped = self.build()  # bad input raises here, before anything is published or filtered
         if not self.should_send():
+            return False
+        grouped = self.screen(grouped)
+        if not grouped:
             return False
         try:
             for data_label, events in grouped.items():

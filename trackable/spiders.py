@@ -1,0 +1,313 @@
+"""Tell spiders from people by their User-Agent: one compiled matcher, cached, refreshed out of band.
+
+Patterns come from three places, joined into one regular expression (RE2 when `google-re2` is
+installed, else Python's `re`):
+
+* the crawler-user-agents dataset (PyPI `crawler-user-agents`), searched case-sensitively as that
+  dataset intends, minus the few of its patterns listed in TRACKABLE_SPIDER_DATASET_EXCLUDE;
+* the active `Spider` rows (admin-editable; the shipped ones come from fixtures/trackable_spiders.json),
+  searched case-insensitively;
+* human exceptions (TRACKABLE_HUMAN_USER_AGENTS): text they match is never taken for a spider token,
+  so "CUBOT" phones are not "bot"s.
+
+The request path never queries the database: the Spider rows are a per-process snapshot, reloaded by
+a background thread at most every TRACKABLE_SPIDER_REFRESH_INTERVAL seconds, and at once (after commit)
+in the process that saves or deletes a row.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.db import connections, router, transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from trackable.conf import settings
+
+__all__ = [
+    "SpiderMatcher",
+    "HUMAN_PATTERNS",
+    "DATASET_EXCLUDE",
+    "is_spider",
+    "check_pattern",
+    "divert",
+    "dataset_patterns",
+    "get_matcher",
+    "refresh",
+]
+
+logger = logging.getLogger("trackable")
+
+# Real browsers and apps whose user agents contain spider-like words (searched case-insensitively).
+HUMAN_PATTERNS: tuple[str, ...] = (
+    r"cubot",  # CUBOT phones: "CUBOT_NOVA Build/..."
+    r"orbot",  # the Orbot Tor proxy app
+    r"\bm bot \d",  # "M bot 54" phones
+    r"spider \d[\w .]* build/",  # "Spider 8" tablets: an Android device model precedes " Build/"
+    r"sogou(?:mobilebrowser|search|mse)",  # Sogou's browser and search app (its crawler says "spider")
+    r"viber/",  # Viber's in-app browser
+    r"whatsapp/[\d.]+ (?:android|ios)",  # WhatsApp's app client (its link previewer sends "WhatsApp/x A")
+)
+
+# Dataset patterns that match version or build numbers of ordinary phones, not a product name.
+DATASET_EXCLUDE: tuple[str, ...] = (
+    r"AP3A\.240617\.008",  # an Android 15 build id shared by millions of phones
+    r"008\/",  # any version number ending in 008, e.g. "Opera Mini/4.4.39008/"
+)
+
+
+def _compiler(engine: str | None) -> tuple[str, Any]:
+    """Return the name of the regex engine to use and its compile function."""
+    if engine in (None, "re2"):
+        try:
+            import re2
+        except ImportError:
+            if engine == "re2":
+                raise ImproperlyConfigured("google-re2 is not installed: pip install django-trackable[re2].") from None
+        else:
+            options = re2.Options()
+            options.max_mem = 256 << 20  # room for the DFA of ~1,600 alternatives (the 8 MiB default is too small)
+            options.log_errors = False
+            return "re2", lambda pattern: re2.compile(pattern, options=options)
+    elif engine != "re":
+        raise ImproperlyConfigured(f"Unknown regex engine {engine!r}: choose 're2' or 're'.")
+    import re
+
+    return "re", re.compile
+
+
+NEVER = r"\b\B"  # matches nowhere, in both engines
+
+
+class SpiderMatcher:
+    """Decide whether user agents belong to spiders, with one compiled expression and an LRU cache."""
+
+    def __init__(
+        self,
+        sensitive: Iterable[str] = (),
+        insensitive: Iterable[str] = (),
+        human: Iterable[str] = (),
+        *,
+        max_length: int = 512,
+        cache_size: int = 4096,
+        engine: str | None = None,
+    ) -> None:
+        self.engine, compile_ = _compiler(engine)
+        self.max_length = max_length
+        self.rejected: list[str] = []
+        self._seen: set[str] = set()
+        human_part = "|".join(self._valid(human, compile_)) or NEVER
+        spider_part = "|".join(
+            part
+            for part in (
+                "|".join(self._valid(sensitive, compile_)),
+                "(?i:%s)" % "|".join(self._valid(insensitive, compile_)) if insensitive else "",
+            )
+            if part and part != "(?i:)"
+        )
+        self.patterns = len(self._seen)
+        # Group 1 holds the human exceptions: at the same position they win (leftmost-first alternation)
+        # and the text they cover is skipped, so only a match outside group 1 makes a spider.
+        self._regex = compile_(f"((?i:{human_part}))|{spider_part}") if spider_part else None
+        self._cached = lru_cache(maxsize=cache_size)(self._match)
+
+    def _valid(self, patterns: Iterable[str], compile_: Any) -> list[str]:
+        """Return the new patterns that compile, each in a group; log and remember the others as rejected."""
+        valid = []
+        for pattern in patterns:
+            if not pattern or pattern in self._seen:
+                continue
+            try:
+                compile_(pattern)
+            except Exception:  # re.error and re2.error share no base class but Exception
+                self.rejected.append(pattern)
+                logger.warning("Spider pattern %r is not a valid regular expression for %s; ignored.", pattern, self.engine)
+                continue
+            self._seen.add(pattern)
+            valid.append(f"(?:{pattern})")
+        return valid
+
+    def __call__(self, user_agent: str) -> bool:
+        """Return whether `user_agent` (cut to max_length characters) matches a spider pattern."""
+        return self._cached(user_agent[: self.max_length])
+
+    def _match(self, user_agent: str) -> bool:
+        regex = self._regex
+        if regex is None:
+            return False
+        pos, end = 0, len(user_agent)
+        while pos <= end:
+            found = regex.search(user_agent, pos)
+            if found is None:
+                return False
+            if found.start(1) == -1:
+                return True
+            pos = max(found.end(), pos + 1)
+        return False
+
+    def cache_info(self) -> Any:
+        """Return the LRU cache statistics (hits, misses, maxsize, currsize)."""
+        return self._cached.cache_info()
+
+
+def check_pattern(pattern: str) -> None:
+    """Raise ValueError, with the engine's reason, if `pattern` is not a regular expression the matcher accepts."""
+    engine, compile_ = _compiler(None)
+    try:
+        compile_(f"(?i:{pattern})")
+    except Exception as err:  # re.error and re2.error share no base class but Exception
+        raise ValueError(f"{pattern!r} is not a regular expression {engine} accepts: {err}. Fix or escape it.") from err
+
+
+@lru_cache(maxsize=1)
+def _dataset() -> tuple[str, ...]:
+    try:
+        import crawleruseragents
+    except ImportError:
+        return ()
+    return tuple(entry["pattern"] for entry in crawleruseragents.CRAWLER_USER_AGENTS_DATA)
+
+
+def dataset_patterns() -> list[str]:
+    """Return the crawler-user-agents patterns in use (empty when the package is missing or disabled)."""
+    if not settings.SPIDER_DATASET:
+        return []
+    exclude = set(DATASET_EXCLUDE if settings.SPIDER_DATASET_EXCLUDE is None else settings.SPIDER_DATASET_EXCLUDE)
+    return [p for p in _dataset() if p not in exclude]
+
+
+def build_matcher(rows: Iterable[str], engine: str | None = None) -> SpiderMatcher:
+    """Return a matcher for the dataset, the given Spider patterns and the human exceptions of the settings."""
+    human = HUMAN_PATTERNS if settings.HUMAN_USER_AGENTS is None else settings.HUMAN_USER_AGENTS
+    return SpiderMatcher(
+        dataset_patterns(),
+        rows,
+        human,
+        max_length=settings.USER_AGENT_MAX_LENGTH,
+        cache_size=settings.SPIDER_CACHE_SIZE,
+        engine=engine,
+    )
+
+
+class _Snapshot:
+    """This process's matcher and the Spider rows it was built from."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.matcher: SpiderMatcher | None = None
+        self.rows: tuple[str, ...] | None = None  # None: not loaded from the database yet
+        self.refresh_due = 0.0  # time.monotonic() after which a background reload starts
+        self.refreshing = False
+
+
+_snapshot = _Snapshot()
+
+
+def get_matcher() -> SpiderMatcher:
+    """Return this process's matcher; start a background reload of the Spider rows when one is due."""
+    snap = _snapshot
+    matcher = snap.matcher
+    if matcher is not None and time.monotonic() < snap.refresh_due:
+        return matcher
+    with snap.lock:
+        if snap.matcher is None:
+            snap.matcher = build_matcher(snap.rows or ())
+        interval = settings.SPIDER_REFRESH_INTERVAL
+        if not interval:
+            snap.refresh_due = float("inf")  # reloads happen only through refresh() and Spider saves
+        elif time.monotonic() >= snap.refresh_due and not snap.refreshing:
+            snap.refreshing = True
+            snap.refresh_due = time.monotonic() + interval
+            threading.Thread(target=_refresh_in_background, name="trackable-spiders", daemon=True).start()
+        return snap.matcher
+
+
+def _refresh_in_background() -> None:
+    try:
+        refresh()
+    except Exception:  # a database outage must not kill the thread's caller; the next interval retries
+        logger.exception("Could not reload the trackable Spider patterns; keeping the previous ones.")
+    finally:
+        _snapshot.refreshing = False
+        connections.close_all()  # this thread's connections only
+
+
+def _load_rows() -> tuple[str, ...]:
+    from trackable.models import Spider
+
+    db = router.db_for_read(Spider)
+    return tuple(Spider.objects.using(db).filter(is_active=True).order_by("pattern").values_list("pattern", flat=True))
+
+
+def refresh() -> int:
+    """Reload the active Spider rows now (one query) and rebuild the matcher if they changed; return their number."""
+    rows = _load_rows()
+    snap = _snapshot
+    if rows != snap.rows or snap.matcher is None:
+        matcher = build_matcher(rows)  # built outside the lock: requests keep using the old one meanwhile
+        with snap.lock:
+            snap.rows, snap.matcher = rows, matcher
+    interval = settings.SPIDER_REFRESH_INTERVAL
+    snap.refresh_due = time.monotonic() + interval if interval else float("inf")
+    return len(rows)
+
+
+def reset() -> None:
+    """Forget the matcher and the Spider rows of this process (the next check starts afresh)."""
+    with _snapshot.lock:
+        _snapshot.matcher = None
+        _snapshot.rows = None
+        _snapshot.refresh_due = 0.0
+
+
+def _after_fork() -> None:
+    # A child inherits the snapshot but not the refresh thread: let it start its own.
+    _snapshot.lock = threading.Lock()
+    _snapshot.refreshing = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def is_spider(user_agent: str | None) -> bool:
+    """Return whether `user_agent` is a spider's; a missing or blank one follows TRACKABLE_EMPTY_USER_AGENT_IS_SPIDER."""
+    if not user_agent or user_agent.isspace():
+        return bool(settings.EMPTY_USER_AGENT_IS_SPIDER)
+    return get_matcher()(user_agent)
+
+
+def divert(grouped: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """Return a spider's events moved to each data model's `spider_fields`; drop the events without one."""
+    from trackable.sites import site
+
+    diverted: dict[str, list[tuple]] = {}
+    for data_label, events in grouped.items():
+        mapping = getattr(site.get_data_model(data_label), "spider_fields", None) or {}
+        kept = [(*event[:3], mapping[event[3]], *event[4:]) for event in events if event[3] in mapping]
+        if kept:
+            diverted[data_label] = kept
+    return diverted
+
+
+@receiver(post_save, sender="trackable.Spider", dispatch_uid="trackable.spiders.saved")
+@receiver(post_delete, sender="trackable.Spider", dispatch_uid="trackable.spiders.deleted")
+def _spider_changed(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
+    if _snapshot.matcher is not None or _snapshot.rows is not None:
+        transaction.on_commit(refresh, using=using)
+
+
+@receiver(setting_changed, dispatch_uid="trackable.spiders.setting_changed")
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("TRACKABLE_"):
+        with _snapshot.lock:
+            _snapshot.matcher = None  # rebuilt on next use from the same rows, with the new settings
