@@ -163,9 +163,12 @@ def check_pattern(pattern: str) -> None:
     """Raise ValueError, with the engine's reason, if `pattern` is not a regular expression the matcher accepts."""
     engine, compile_ = _compiler(None)
     try:
-        compile_(f"(?i:{pattern})")
+        compile_(pattern)
     except Exception as err:  # re.error and re2.error share no base class but Exception
-        raise ValueError(f"{pattern!r} is not a regular expression {engine} accepts: {err}. Fix or escape it.") from err
+        reason = err.args[0] if err.args else err
+        if isinstance(reason, bytes):  # re2 reports in bytes
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(f"{pattern!r} is not a regular expression {engine} accepts: {reason}. Fix or escape it.") from err
 
 
 @lru_cache(maxsize=1)
