@@ -116,6 +116,15 @@ def test_human_exceptions_hide_their_text_only(engine):
 
 
 @pytest.mark.no_broker
+@pytest.mark.parametrize("engine", ENGINES)
+def test_literal_patterns_folded_into_a_trie_keep_their_meaning(engine):
+    matcher = spiders.SpiderMatcher(["Googlebot\\/", "Googlebo", "^curl", "a\\.b"], engine=engine)
+    assert [matcher(ua) for ua in ("Googlebox", "Googleb", "curl/8.4", "xcurl/8.4", "a.b", "axb")] == [
+        True, False, True, False, True, False,
+    ]
+
+
+@pytest.mark.no_broker
 def test_only_the_first_max_length_characters_are_matched():
     matcher = spiders.SpiderMatcher([], ["crawler"], max_length=20)
     assert matcher("x" * 12 + "crawler") is True

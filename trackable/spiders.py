@@ -30,7 +30,6 @@ from django.core.signals import setting_changed
 from django.db import connections, router, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
-from django.http import HttpRequest
 
 from trackable.conf import settings
 
@@ -42,8 +41,10 @@ __all__ = [
     "check_pattern",
     "divert",
     "dataset_patterns",
+    "build_matcher",
     "get_matcher",
     "refresh",
+    "reset",
 ]
 
 logger = logging.getLogger("trackable")
