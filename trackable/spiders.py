@@ -1,14 +1,16 @@
 """Tell spiders from people by their User-Agent: one compiled matcher, cached, refreshed out of band.
 
-Patterns come from three places, joined into one regular expression (RE2 when `google-re2` is
+Spider patterns come from two places, joined into one regular expression (RE2 when `google-re2` is
 installed, else Python's `re`):
 
 * the crawler-user-agents dataset (PyPI `crawler-user-agents`), searched case-sensitively as that
   dataset intends, minus the few of its patterns listed in TRACKABLE_SPIDER_DATASET_EXCLUDE;
 * the active `Spider` rows (admin-editable; the shipped ones come from fixtures/trackable_spiders.json),
-  searched case-insensitively;
-* human exceptions (TRACKABLE_HUMAN_USER_AGENTS): text they match is never taken for a spider token,
-  so "CUBOT" phones are not "bot"s.
+  searched case-insensitively.
+
+Human exceptions (TRACKABLE_HUMAN_USER_AGENTS), a small second expression searched only after a hit,
+are cut out of the header before the spider patterns count again, so "CUBOT" phones are not "bot"s
+(a spider token elsewhere in the header still counts).
 
 The request path never queries the database: the Spider rows are a per-process snapshot, reloaded by
 a background thread at most every TRACKABLE_SPIDER_REFRESH_INTERVAL seconds, and at once (after commit)
@@ -120,17 +122,18 @@ def _compiler(engine: str | None) -> tuple[str, Any]:
             options = re2.Options()
             options.max_mem = 256 << 20  # room for the DFA of ~1,600 alternatives (the 8 MiB default is too small)
             options.log_errors = False
+            options.never_capture = True  # a yes/no search: spare RE2 the submatch engine on every hit
             return "re2", lambda pattern: re2.compile(pattern, options=options)
     elif engine != "re":
         raise ImproperlyConfigured(f"Unknown regex engine {engine!r}: choose 're2' or 're'.")
     return "re", re.compile
 
 
-NEVER = r"\b\B"  # matches nowhere, in both engines
-
-
 class SpiderMatcher:
-    """Decide whether user agents belong to spiders, with one compiled expression and an LRU cache."""
+    """Decide whether user agents belong to spiders, with one compiled expression and an LRU cache.
+
+    `sensitive` patterns are searched case-sensitively, `insensitive` and `human` ones case-insensitively.
+    """
 
     def __init__(
         self,
@@ -146,14 +149,14 @@ class SpiderMatcher:
         self.max_length = max_length
         self.rejected: list[str] = []
         self._seen: set[str] = set()
-        human_part = _join(self._valid(human, compile_)) or NEVER
+        human_part = _join(self._valid(human, compile_))
         sensitive_part = _join(self._valid(sensitive, compile_))
         insensitive_part = _join(self._valid(insensitive, compile_))
         spider_part = "|".join(filter(None, (sensitive_part, insensitive_part and f"(?i:{insensitive_part})")))
         self.patterns = len(self._seen)
-        # Group 1 holds the human exceptions: at the same position they win (leftmost-first alternation)
-        # and the text they cover is skipped, so only a match outside group 1 makes a spider.
-        self._regex = compile_(f"((?i:{human_part}))|{spider_part}") if spider_part else None
+        self._spiders = compile_(spider_part) if spider_part else None
+        # Human exceptions are cut out of a header before its spider tokens count; searched only after a hit.
+        self._humans = compile_(f"(?i:{human_part})") if human_part else None
         self._cached = lru_cache(maxsize=cache_size)(self._match)
 
     def _valid(self, patterns: Iterable[str], compile_: Any) -> list[str]:
@@ -177,18 +180,12 @@ class SpiderMatcher:
         return self._cached(user_agent[: self.max_length])
 
     def _match(self, user_agent: str) -> bool:
-        regex = self._regex
-        if regex is None:
+        spiders, humans = self._spiders, self._humans
+        if spiders is None or spiders.search(user_agent) is None:
             return False
-        pos, end = 0, len(user_agent)
-        while pos <= end:
-            found = regex.search(user_agent, pos)
-            if found is None:
-                return False
-            if found.start(1) == -1:
-                return True
-            pos = max(found.end(), pos + 1)
-        return False
+        if humans is None or humans.search(user_agent) is None:
+            return True
+        return spiders.search(humans.sub(" ", user_agent)) is not None
 
     def cache_info(self) -> Any:
         """Return the LRU cache statistics (hits, misses, maxsize, currsize)."""
