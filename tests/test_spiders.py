@@ -209,7 +209,7 @@ def test_the_fixture_loads_idempotently():
     Spider.objects.all().delete()
     call_command("loaddata", "trackable_spiders", verbosity=0)
     call_command("loaddata", "trackable_spiders", verbosity=0)
-    assert Spider.objects.count() == len(FIXTURE_PATTERNS) == 48
+    assert Spider.objects.count() == len(FIXTURE_PATTERNS) == 50
     assert sorted(Spider.objects.values_list("pattern", flat=True)) == sorted(FIXTURE_PATTERNS)
     assert all(Spider.objects.values_list("description", flat=True))
 
