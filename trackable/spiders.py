@@ -110,8 +110,21 @@ def _join(patterns: list[str]) -> str:
     return "|".join(([_trie(literals)] if literals else []) + others)
 
 
-def _compiler(engine: str | None) -> tuple[str, Any]:
-    """Return the name of the regex engine to use and its compile function."""
+class _Re2Set:
+    """A yes/no RE2 search through RE2::Set: no match positions to compute, about twice as fast as search()."""
+
+    def __init__(self, pattern: str, options: Any) -> None:
+        import re2
+
+        self._set = re2.Set.SearchSet(options)
+        self._set.Add(pattern)
+        self._set.Compile()
+        self.search = self._set.Match  # a list of matching indices, or None
+        self.pattern = pattern
+
+
+def _compilers(engine: str | None) -> tuple[str, Any, Any]:
+    """Return the engine's name, its compile function, and a compile function for yes/no searches."""
     if engine in (None, "re2"):
         try:
             import re2
@@ -122,11 +135,11 @@ def _compiler(engine: str | None) -> tuple[str, Any]:
             options = re2.Options()
             options.max_mem = 256 << 20  # room for the DFA of ~1,600 alternatives (the 8 MiB default is too small)
             options.log_errors = False
-            options.never_capture = True  # a yes/no search: spare RE2 the submatch engine on every hit
-            return "re2", lambda pattern: re2.compile(pattern, options=options)
+            options.never_capture = True  # yes/no searches: spare RE2 the submatch engine
+            return "re2", lambda pattern: re2.compile(pattern, options=options), lambda p: _Re2Set(p, options)
     elif engine != "re":
         raise ImproperlyConfigured(f"Unknown regex engine {engine!r}: choose 're2' or 're'.")
-    return "re", re.compile
+    return "re", re.compile, re.compile
 
 
 class SpiderMatcher:
@@ -145,7 +158,7 @@ class SpiderMatcher:
         cache_size: int = 4096,
         engine: str | None = None,
     ) -> None:
-        self.engine, compile_ = _compiler(engine)
+        self.engine, compile_, compile_any = _compilers(engine)
         self.max_length = max_length
         self.rejected: list[str] = []
         self._seen: set[str] = set()
@@ -154,7 +167,7 @@ class SpiderMatcher:
         insensitive_part = _join(self._valid(insensitive, compile_))
         spider_part = "|".join(filter(None, (sensitive_part, insensitive_part and f"(?i:{insensitive_part})")))
         self.patterns = len(self._seen)
-        self._spiders = compile_(spider_part) if spider_part else None
+        self._spiders = compile_any(spider_part) if spider_part else None
         # Human exceptions are cut out of a header before its spider tokens count; searched only after a hit.
         self._humans = compile_(f"(?i:{human_part})") if human_part else None
         self._cached = lru_cache(maxsize=cache_size)(self._match)
@@ -194,7 +207,7 @@ class SpiderMatcher:
 
 def check_pattern(pattern: str) -> None:
     """Raise ValueError, with the engine's reason, if `pattern` is not a regular expression the matcher accepts."""
-    engine, compile_ = _compiler(None)
+    engine, compile_, _ = _compilers(None)
     try:
         compile_(pattern)
     except Exception as err:  # re.error and re2.error share no base class but Exception
@@ -319,7 +332,10 @@ def is_spider(user_agent: str | None) -> bool:
     """Return whether `user_agent` is a spider's; a missing or blank one follows TRACKABLE_EMPTY_USER_AGENT_IS_SPIDER."""
     if not user_agent or user_agent.isspace():
         return bool(settings.EMPTY_USER_AGENT_IS_SPIDER)
-    return get_matcher()(user_agent)
+    matcher = _snapshot.matcher
+    if matcher is None or time.monotonic() >= _snapshot.refresh_due:
+        matcher = get_matcher()
+    return matcher._cached(user_agent[: matcher.max_length])
 
 
 def divert(grouped: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
