@@ -113,6 +113,14 @@ def test_human_exceptions_hide_their_text_only(engine):
     assert matcher(CUBOT) is False
     assert matcher(CUBOT + " (compatible; Googlebot/2.1)") is True
     assert spiders.SpiderMatcher([], ["bot"], engine=engine)(CUBOT) is True  # without the exception it is a "bot"
+    # The apps are people; the same vendors' link previewers and crawlers are not.
+    assert [matcher(ua) for ua in ("WhatsApp/2.17.427 Android/6.0 Device/HTC-HTC_Desire_816", "WhatsApp/2.19.258 A")] == [
+        False, True,
+    ]
+    assert [matcher(ua) for ua in ("Mozilla/5.0 (Linux; Android 10) Chrome/80.0 Safari/537.36 Viber/11.9.5.8", "Viber")] == [
+        False, True,
+    ]
+    assert matcher("Sogou web spider/4.0(+http://www.sogou.com/docs/help/webmasters.htm#07)") is True
 
 
 @pytest.mark.no_broker
