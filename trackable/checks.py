@@ -147,23 +147,26 @@ def check_spiders(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             )
         )
     for dm in site.data_models():
-        mapping = getattr(dm, "spider_fields", None)
-        if mapping is None:
-            continue
-        fields = set(counter_fields(dm))
-        bad = (
-            [f"{k!r} → {v!r}" for k, v in mapping.items() if k not in fields or v not in fields or v in mapping]
-            if isinstance(mapping, dict)
-            else [repr(mapping)]
-        )
-        if bad:
-            errors.append(
-                checks.Error(
-                    f"{dm._meta.label}.spider_fields maps {', '.join(bad)}; it must map counter fields to other counter fields.",
-                    hint=f"Declare spider_fields as a dict such as {{'impressions': 'spider_impressions'}} "
-                    f"naming counter fields of {dm.__name__}.",
-                    obj=dm,
-                    id="trackable.E006",
-                )
-            )
+        errors.extend(_check_spider_fields(dm, counter_fields(dm)))
     return errors
+
+
+def _check_spider_fields(dm: Any, fields: tuple[str, ...]) -> list[checks.CheckMessage]:
+    mapping = getattr(dm, "spider_fields", None)
+    if mapping is None:
+        return []
+    if isinstance(mapping, dict):
+        bad = [f"{k!r} → {v!r}" for k, v in mapping.items() if k not in fields or v not in fields or v in mapping]
+    else:
+        bad = [repr(mapping)]
+    if not bad:
+        return []
+    return [
+        checks.Error(
+            f"{dm._meta.label}.spider_fields maps {', '.join(bad)}; it must map counter fields to other counter fields.",
+            hint=f"Declare spider_fields as a dict such as {{'impressions': 'spider_impressions'}} "
+            f"naming counter fields of {dm.__name__}.",
+            obj=dm,
+            id="trackable.E006",
+        )
+    ]
