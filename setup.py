@@ -34,6 +34,7 @@ setup(
             "redis>=4.5",
             "psycopg[binary]>=3.1",
             "crawler-user-agents>=1.0",
+            "google-re2>=1.1",
             "pytest>=8",
             "pytest-django>=4.8",
             "pytest-timeout>=2.2",

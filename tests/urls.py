@@ -3,8 +3,8 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path
 
-from tests.testapp.models import Article, Video
-from trackable.messaging import send_increment_message
+from tests.testapp.models import Article, Player, Video
+from trackable.messaging import send_increment_message, send_message
 
 
 def article_detail(request, pk):
@@ -19,8 +19,14 @@ def video_play(request, pk):
     return JsonResponse({"sent": send_increment_message(request, video, "plays")})
 
 
+def player_visit(request, pk):
+    # One call, two data models: PlayerVisitData counts spiders apart, PlayerTrackableData drops them.
+    return JsonResponse({"sent": send_message(request, Player(pk=pk), {"visits": 1, "quests": 1})})
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("articles/<int:pk>/", article_detail, name="article"),
     path("videos/<uuid:pk>/play/", video_play, name="video-play"),
+    path("players/<str:pk>/visit/", player_visit, name="player-visit"),
 ]

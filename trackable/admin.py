@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db import models
 
@@ -35,8 +36,28 @@ class TrackableDataAdmin(admin.ModelAdmin):
         return False
 
 
+class SpiderForm(forms.ModelForm):
+    """The Spider form: a pattern must compile in the engine the matcher uses."""
+
+    class Meta:
+        model = Spider
+        fields = ["pattern", "description", "is_active"]
+
+    def clean_pattern(self) -> str:
+        from trackable.spiders import check_pattern
+
+        pattern = self.cleaned_data["pattern"]
+        try:
+            check_pattern(pattern)
+        except ValueError as err:
+            raise forms.ValidationError(str(err)) from err
+        return pattern
+
+
 class SpiderAdmin(admin.ModelAdmin):
     """Edit the user-agent patterns excluded when TRACKABLE_USER_AGENT_FILTERING is on."""
+
+    form = SpiderForm
 
     list_display = ("pattern", "description", "is_active", "updated")
     list_filter = ("is_active",)

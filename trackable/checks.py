@@ -1,7 +1,8 @@
 """System checks: misconfiguration is reported at startup, with the fix, not on the thousandth request.
 
 Ids: trackable.E001 broker URL unusable · E002 no folder for filesystem:// · E003 unknown time zone ·
-E004 a setting has the wrong type · E005 database without an upsert · W001 deprecated setting name.
+E004 a setting has the wrong type · E005 database without an upsert · W001 deprecated setting name ·
+E006 bad spider_fields on a data model · E007 bad spider pattern setting · W002 spider dataset missing.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.db import connections, router
 
 from trackable.conf import DEPRECATED_NAMES, PREFIX, settings
 
-__all__ = ["check_settings", "check_registry"]
+__all__ = ["check_settings", "check_registry", "check_spiders"]
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "COLLECTION_PERIOD": (int, float),
@@ -23,6 +24,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "LEDGER_RETENTION": (int, float),
     "MAX_MESSAGE_BYTES": (int,),
     "BROKER_TRANSPORT_OPTIONS": (dict,),
+    "USER_AGENT_MAX_LENGTH": (int,),
+    "SPIDER_CACHE_SIZE": (int,),
 }
 
 
@@ -111,3 +114,59 @@ def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     return errors
+
+
+def check_spiders(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check the spider filtering settings and the `spider_fields` of registered data models."""
+    from trackable import spiders
+    from trackable.models import counter_fields
+    from trackable.sites import site
+
+    errors: list[checks.CheckMessage] = []
+    interval = settings.SPIDER_REFRESH_INTERVAL
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
+        errors.append(
+            checks.Error(
+                f"{PREFIX}SPIDER_REFRESH_INTERVAL is {interval!r}; it must be a number of seconds (0: never).",
+                hint=f"Fix {PREFIX}SPIDER_REFRESH_INTERVAL or remove it to use the default.",
+                id="trackable.E004",
+            )
+        )
+    for name in ("SPIDER_DATASET_EXCLUDE", "HUMAN_USER_AGENTS"):
+        for pattern in getattr(settings, name) or ():
+            try:
+                spiders.check_pattern(pattern)
+            except ValueError as err:
+                errors.append(checks.Error(f"{PREFIX}{name}: {err}", id="trackable.E007"))
+    if settings.USER_AGENT_FILTERING and settings.SPIDER_DATASET and not spiders.dataset_patterns():
+        errors.append(
+            checks.Warning(
+                "Spider filtering is on but the crawler-user-agents dataset is not installed; only Spider rows apply.",
+                hint="pip install django-trackable[spiders], or set TRACKABLE_SPIDER_DATASET = False to silence this.",
+                id="trackable.W002",
+            )
+        )
+    for dm in site.data_models():
+        errors.extend(_check_spider_fields(dm, counter_fields(dm)))
+    return errors
+
+
+def _check_spider_fields(dm: Any, fields: tuple[str, ...]) -> list[checks.CheckMessage]:
+    mapping = getattr(dm, "spider_fields", None)
+    if mapping is None:
+        return []
+    if isinstance(mapping, dict):
+        bad = [f"{k!r} → {v!r}" for k, v in mapping.items() if k not in fields or v not in fields or v in mapping]
+    else:
+        bad = [repr(mapping)]
+    if not bad:
+        return []
+    return [
+        checks.Error(
+            f"{dm._meta.label}.spider_fields maps {', '.join(bad)}; it must map counter fields to other counter fields.",
+            hint=f"Declare spider_fields as a dict such as {{'impressions': 'spider_impressions'}} "
+            f"naming counter fields of {dm.__name__}.",
+            obj=dm,
+            id="trackable.E006",
+        )
+    ]

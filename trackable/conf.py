@@ -38,8 +38,15 @@ DEFAULTS: dict[str, Any] = {
     "LEDGER_RETENTION": 7 * 24 * 3600,
     # Buckets: the zone whose midnights and hours start a bucket; None means TIME_ZONE.
     "TIME_ZONE": None,
-    # Spider filtering.
+    # Spider filtering (see docs/spiders.rst).
     "USER_AGENT_FILTERING": False,
+    "EMPTY_USER_AGENT_IS_SPIDER": True,  # a request without a User-Agent header (or a blank one) is a spider's
+    "SPIDER_DATASET": True,  # use the crawler-user-agents patterns when that package is installed
+    "SPIDER_DATASET_EXCLUDE": None,  # dataset patterns to ignore; None: trackable.spiders.DATASET_EXCLUDE
+    "HUMAN_USER_AGENTS": None,  # patterns of people never taken for spiders; None: trackable.spiders.HUMAN_PATTERNS
+    "SPIDER_REFRESH_INTERVAL": 60,  # seconds between background reloads of the Spider rows; 0: never
+    "USER_AGENT_MAX_LENGTH": 512,  # characters of the User-Agent that are matched
+    "SPIDER_CACHE_SIZE": 4096,  # user agents whose verdict is kept per process (LRU)
     # Registry and admin.
     "AUTODISCOVER_MODULE": "trackables",
     "REGISTER_ADMIN": None,  # None: only when DEBUG is on

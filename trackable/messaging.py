@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from trackable.spool import ensure_replayer, get_spool
 __all__ = [
     "TrackableMessage",
     "IncrementMessage",
+    "IncrementsMessage",
     "send_increment_message",
     "send_decrement_message",
     "send_message",
@@ -30,25 +32,29 @@ __all__ = [
 logger = logging.getLogger("trackable")
 
 
-class TrackableMessage:
-    """A message type: the increments one tracking call sends; subclass and override events()."""
+class TrackableMessage(ABC):
+    """A message type: the increments one tracking call sends; subclass and define events()."""
 
     def __init__(self, request: HttpRequest | None, obj: models.Model, *, data_model: type[models.Model] | None = None):
         self.request = request
         self.obj = obj
         self.data_model = data_model
 
+    @abstractmethod
     def events(self) -> Iterable[tuple[str, int]]:
         """Return the (field, amount) pairs this message carries."""
-        raise NotImplementedError("Subclasses of TrackableMessage return their (field, amount) pairs from events().")
 
     def should_send(self) -> bool:
-        """Return whether to send at all (False for spiders when TRACKABLE_USER_AGENT_FILTERING is on)."""
-        if self.request is None or not settings.USER_AGENT_FILTERING:
-            return True
-        from trackable.spiders import is_spider
+        """Return whether to send at all: a hook for subclasses (spiders are screened by screen())."""
+        return True
 
-        return not is_spider(self.request.META.get("HTTP_USER_AGENT"))
+    def screen(self, grouped: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+        """Return the events to send: all for people; for a spider only those its data models count apart."""
+        if self.request is None or not settings.USER_AGENT_FILTERING:
+            return grouped
+        from trackable import spiders
+
+        return spiders.divert(grouped) if spiders.is_spider(self.request.META.get("HTTP_USER_AGENT")) else grouped
 
     def build(self, ts_ms: int | None = None) -> dict[str, list[tuple[str, str, Any, str, int, int]]]:
         """Return the events of this message grouped by data model label; raise on bad fields."""
@@ -71,6 +77,9 @@ class TrackableMessage:
         """Publish the message; return False if it was filtered out or a connection error was captured."""
         grouped = self.build()  # bad input raises here, before anything is published or filtered
         if not self.should_send():
+            return False
+        grouped = self.screen(grouped)
+        if not grouped:
             return False
         delivered = [deliver(messages.build(events), data_label) for data_label, events in grouped.items()]
         return all(delivered)
@@ -110,6 +119,17 @@ class IncrementMessage(TrackableMessage):
         return [(self.field, self.amount)]
 
 
+class IncrementsMessage(TrackableMessage):
+    """Add several amounts to several counter fields at once, e.g. {"plays": 1, "seconds_played": 94}."""
+
+    def __init__(self, request: HttpRequest | None, obj: models.Model, increments: dict[str, int], **kwargs: Any):
+        super().__init__(request, obj, **kwargs)
+        self.increments = dict(increments)
+
+    def events(self) -> Iterable[tuple[str, int]]:
+        return list(self.increments.items())
+
+
 def send_increment_message(
     request: HttpRequest | None,
     obj: models.Model,
@@ -142,6 +162,4 @@ def send_message(
     data_model: type[models.Model] | None = None,
 ) -> bool:
     """Send several field increments for `obj` at once, e.g. {"plays": 1, "seconds_played": 94}."""
-    message = TrackableMessage(request, obj, data_model=data_model)
-    message.events = lambda: list(increments.items())  # type: ignore[method-assign]
-    return message.send()
+    return IncrementsMessage(request, obj, increments, data_model=data_model).send()

@@ -85,6 +85,13 @@ def counter_fields(model: type[models.Model]) -> tuple[str, ...]:
     )
 
 
+class SpiderManager(models.Manager):
+    """Find spiders by pattern, so `loaddata trackable_spiders` updates rows instead of duplicating them."""
+
+    def get_by_natural_key(self, pattern: str) -> Spider:
+        return self.get(pattern=pattern)
+
+
 class Spider(models.Model):
     """A user-agent pattern whose requests are not counted when TRACKABLE_USER_AGENT_FILTERING is on."""
 
@@ -98,6 +105,8 @@ class Spider(models.Model):
     is_active = models.BooleanField(_("active"), default=True)
     updated = models.DateTimeField(_("updated"), auto_now=True)
 
+    objects = SpiderManager()
+
     class Meta:
         verbose_name = _("spider")
         verbose_name_plural = _("spiders")
@@ -105,6 +114,9 @@ class Spider(models.Model):
 
     def __str__(self) -> str:
         return self.pattern
+
+    def natural_key(self) -> tuple[str]:
+        return (self.pattern,)
 
 
 class FoldedMessage(models.Model):

@@ -103,3 +103,16 @@ class GadgetHourlyData(trackable.TrackableTimeSeriesData):
 
     class Meta(trackable.TrackableTimeSeriesData.Meta):
         app_label = "testapp"
+
+
+class PlayerVisitData(trackable.TrackableTimeSeriesData):
+    """Visits of a player page, with spiders' visits counted apart (see docs/spiders.rst)."""
+
+    object_id = models.CharField(max_length=40)
+    visits = models.PositiveIntegerField(default=0)
+    spider_visits = models.PositiveIntegerField(default=0)
+
+    spider_fields = {"visits": "spider_visits"}
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"

@@ -8,6 +8,7 @@ from .models import (
     ArticleTrackableData,
     Player,
     PlayerTrackableData,
+    PlayerVisitData,
     Video,
     VideoTrackableData,
 )
@@ -17,3 +18,4 @@ trackable.site.register(Article, ArticleHourlyData)
 trackable.site.register(Article, ArticleTotals)
 trackable.site.register(Video, VideoTrackableData)
 trackable.site.register(Player, PlayerTrackableData)
+trackable.site.register(Player, PlayerVisitData)
