@@ -58,6 +58,12 @@ if TEST_DB == "postgres":
         }
     }
 elif TEST_DB == "mysql":
+    try:
+        import MySQLdb  # noqa: F401 - mysqlclient, when installed
+    except ImportError:
+        import pymysql  # the pure-Python client needs no compiler or client library
+
+        pymysql.install_as_MySQLdb()
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",
@@ -101,7 +107,11 @@ else:
 CELERY_BROKER_URL = TRACKABLE_BROKER_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = dict(globals().get("TRACKABLE_BROKER_TRANSPORT_OPTIONS", {}))
 if TEST_BROKER == "filesystem":
-    CELERY_BROKER_TRANSPORT_OPTIONS.update(data_folder_in=TRACKABLE_QUEUE_DIR, data_folder_out=TRACKABLE_QUEUE_DIR)
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        data_folder_in=TRACKABLE_QUEUE_DIR,
+        data_folder_out=TRACKABLE_QUEUE_DIR,
+        control_folder=str(Path(TRACKABLE_QUEUE_DIR) / "control"),
+    )
 CELERY_TASK_DEFAULT_QUEUE = f"celery-test-{RUN_ID}"
 CELERY_BEAT_SCHEDULE = {}
 TRACKABLE_COLLECTION_PERIOD = float(os.environ.get("TRACKABLE_TEST_COLLECTION_PERIOD", "1800"))

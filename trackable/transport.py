@@ -56,7 +56,12 @@ def connection(*, request_path: bool = False) -> Connection:
                 "The filesystem:// broker needs a folder: set TRACKABLE_QUEUE_DIR (or BASE_DIR) in your settings."
             )
         folder.mkdir(parents=True, exist_ok=True)
-        options.update(data_folder_in=str(folder), data_folder_out=str(folder), store_processed=False)
+        options.update(
+            data_folder_in=str(folder),
+            data_folder_out=str(folder),
+            control_folder=str(folder / "control"),  # kombu's default is ./control in the working directory
+            store_processed=False,
+        )
         transport_cls: Any = fsqueue.Transport
     if not request_path:
         options.setdefault("polling_interval", 0.05)  # virtual transports: how long an idle consumer sleeps
