@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "trackable",
     "tests.testapp",
+    "tests.legacyapp",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
