@@ -90,6 +90,13 @@ class ImportStats:
             out.append(f"Could not parse {self.broken} {unit} (first at {where}).")
         return out
 
+    def add(self, other: ImportStats) -> None:
+        """Add the counts of `other` (another file of the same import) to these."""
+        for name in ("lines", "events", "amount", "rows", "chunks", "already", "broken", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped.update(other.skipped)
+        self.broken_examples.extend(other.broken_examples[: 5 - len(self.broken_examples)])
+
     def broke(self, lineno: int) -> None:
         """Count an unparsable line (0-based number)."""
         self.broken += 1
@@ -127,15 +134,22 @@ class KeyMaker:
             start = self._buckets[key] = bucket_start(moment, data_model.granularity, self.zone)
         return start
 
-    def increment(
-        self, model: type[models.Model], pk: Any, field_name: str, ts_ms: int, amount: int = 1, data_model: Any = None
-    ) -> Increment:
-        """Return the increment; raise ValueError (bad pk) or a registry error (unknown field)."""
+    def target(self, model: type[models.Model], pk: Any, field_name: str, data_model: Any = None) -> tuple:
+        """Return (data model, content type id, object id, field); raise ValueError (bad pk) or a registry error."""
         dm, ct_id, oid_field = self.route(model, field_name, data_model)
         try:
             object_id = oid_field.to_python(pk)
         except ValidationError as err:
-            raise ValueError(f"{pk!r} is not a primary key of {model.__name__}") from err
+            raise ValueError(f"{str(pk)[:80]!r} is not a primary key of {model.__name__}") from err
+        if object_id is None or object_id == "":
+            raise ValueError(f"{model.__name__} has no empty primary key")
+        return dm, ct_id, object_id, field_name
+
+    def increment(
+        self, model: type[models.Model], pk: Any, field_name: str, ts_ms: int, amount: int = 1, data_model: Any = None
+    ) -> Increment:
+        """Return the increment; raise ValueError (bad pk) or a registry error (unknown field)."""
+        dm, ct_id, object_id, _ = self.target(model, pk, field_name, data_model)
         return dm, (ct_id, object_id, self.bucket(dm, ts_ms)), field_name, amount
 
 
