@@ -4,6 +4,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 from tests.testapp.models import Article
+from trackable import MINUTE
+from trackable.models import TrackableTimeSeriesData
 
 
 class Hit(models.Model):
@@ -32,3 +34,28 @@ class Visit(models.Model):
 
     page_view = models.ForeignKey(PageView, on_delete=models.CASCADE)
     seconds = models.IntegerField(default=0)
+
+
+class Page(models.Model):
+    """A parent with a fine and a coarse data model, for rollups from one data model into another."""
+
+    path = models.CharField(max_length=100)
+
+
+class PageMinuteData(TrackableTimeSeriesData):
+    views = models.PositiveIntegerField(default=0)
+    score = models.IntegerField(default=0)
+
+    granularity = MINUTE
+
+    class Meta(TrackableTimeSeriesData.Meta):
+        app_label = "legacyapp"
+
+
+class PageDayData(TrackableTimeSeriesData):
+    views = models.PositiveBigIntegerField(default=0)
+    score = models.BigIntegerField(default=0)
+    visitors = models.PositiveIntegerField(default=0)
+
+    class Meta(TrackableTimeSeriesData.Meta):
+        app_label = "legacyapp"
