@@ -16,6 +16,7 @@ from typing import Any
 from django.db import DatabaseError, router, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone as dj_timezone
+from kombu.exceptions import OperationalError
 
 from trackable import messages, transport
 from trackable.conf import settings
@@ -158,7 +159,7 @@ def collect_status(*, broker: bool = True) -> dict[str, Any]:
         try:
             conn.ensure_connection(max_retries=1, timeout=settings.CONNECT_TIMEOUT)
             status["queues"], status["dead_letters"] = queue_depths(conn)
-        except (OSError, *conn.connection_errors) as err:
+        except (OSError, OperationalError, *conn.connection_errors, *conn.channel_errors) as err:
             status["broker_error"] = f"{type(err).__name__}: {err}"
         finally:
             conn.release()
