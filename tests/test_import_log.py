@@ -308,3 +308,23 @@ def test_csv_errors(tmp_path, header, args, message):
     with pytest.raises(CommandError) as err:
         events(str(path), *args)
     assert str(err.value) == message.format(path=path)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "Australia/Lord_Howe", "America/Santiago", "Asia/Kathmandu"])
+@pytest.mark.parametrize("granularity", ["minute", "hour", "day", "week", "month"])
+def test_cached_buckets_match_bucket_start_across_clock_changes(zone, granularity):
+    from datetime import datetime, timedelta, timezone
+
+    from trackable.buckets import bucket_start
+    from trackable.importing import KeyMaker
+    from trackable.models import TrackableTimeSeriesData
+
+    meta = type("Meta", (), {"abstract": True, "app_label": "testapp"})
+    model = type("Timed", (TrackableTimeSeriesData,), {"granularity": granularity, "__module__": __name__, "Meta": meta})
+    with override_settings(TIME_ZONE=zone):
+        keys = KeyMaker()
+        for first in (datetime(2026, 3, 27, tzinfo=timezone.utc), datetime(2026, 4, 2, tzinfo=timezone.utc)):
+            moment = first  # five days around spring (Europe) and autumn (southern) clock changes, in order
+            for _ in range(24 * 6 * 5):
+                assert keys.bucket(model, int(moment.timestamp() * 1000)) == bucket_start(moment, granularity, zone)
+                moment += timedelta(minutes=10)

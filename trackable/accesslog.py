@@ -163,15 +163,20 @@ class LogImporter:
             return None
         if parts[0] not in self.filter.methods:
             return "method not counted"
-        ts_ms = self._times.get(m[2])
-        if ts_ms is None:
+        stamp = m[2]
+        minute = self._times.get(stamp[:17] + stamp[20:])  # one parse per minute: lines mostly share it
+        if minute is None:
             try:
-                ts_ms = parse_time(m[2])
+                minute = parse_time(stamp[:18] + b"00" + stamp[20:])
             except (ValueError, KeyError):
                 return None
             if len(self._times) > CACHE_LIMIT:
                 self._times.clear()
-            self._times[m[2]] = ts_ms
+            self._times[stamp[:17] + stamp[20:]] = minute
+        second = stamp[18:20]
+        if not second.isdigit() or second > b"60":
+            return None
+        ts_ms = minute + int(second) * 1000
         target = self._paths.get(parts[1])
         if target is None:
             if len(self._paths) > CACHE_LIMIT:

@@ -15,7 +15,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from itertools import chain
 from typing import IO, Any
 
@@ -33,6 +33,15 @@ from trackable.sites import site
 from trackable.upsert import upsert_increments
 
 __all__ = ["ImportStats", "ImportConflict", "KeyMaker", "ChunkWriter", "Progress", "open_source", "Increment"]
+
+# A moment past the end of a bucket and before the end of the next one, from the bucket's start.
+BUCKET_REACH = {
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(hours=25),
+    "week": timedelta(days=7, hours=1),
+    "month": timedelta(days=32),
+}
 
 # (data model, (content type id, object id, bucket start or None), counter field, amount)
 Increment = tuple[type[models.Model], tuple, str, int]
@@ -111,6 +120,7 @@ class KeyMaker:
         self.zone = get_zone(settings.time_zone)
         self._routes: dict[tuple, tuple] = {}
         self._buckets: dict[tuple[str, int], datetime] = {}
+        self._last: dict[str, tuple[int, int, datetime]] = {}
 
     def route(self, model: type[models.Model], field_name: str, data_model: Any = None) -> tuple:
         """Return (data model, content type id, object_id field) for `field_name` of `model`; raise if none."""
@@ -125,13 +135,23 @@ class KeyMaker:
 
     def bucket(self, data_model: type[models.Model], ts_ms: int) -> datetime | None:
         """Return the bucket start of `ts_ms` in `data_model`, or None if it keeps no time series."""
-        if not issubclass(data_model, TrackableTimeSeriesData):
+        granularity = getattr(data_model, "granularity", None)
+        if granularity is None or not issubclass(data_model, TrackableTimeSeriesData):
             return None
-        key = (data_model.granularity, ts_ms // 60_000)
+        last = self._last.get(granularity)
+        if last is not None and last[0] <= ts_ms < last[1]:  # logs are mostly in time order
+            return last[2]
+        key = (granularity, ts_ms // 60_000)
         start = self._buckets.get(key)
         if start is None:
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()
             moment = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
-            start = self._buckets[key] = bucket_start(moment, data_model.granularity, self.zone)
+            start = self._buckets[key] = bucket_start(moment, granularity, self.zone)
+        end = bucket_start(start + BUCKET_REACH[granularity], granularity, self.zone)
+        # Where a local hour is not an hour long (half-hour DST shifts), `end` is not the next start: no fast path.
+        if end > start and bucket_start(end - timedelta(milliseconds=1), granularity, self.zone) == start:
+            self._last[granularity] = (int(start.timestamp() * 1000), int(end.timestamp() * 1000), start)
         return start
 
     def target(self, model: type[models.Model], pk: Any, field_name: str, data_model: Any = None) -> tuple:
