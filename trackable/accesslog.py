@@ -133,22 +133,7 @@ class LogImporter:
 
     def run(self, lines: Iterator[bytes], progress: Progress) -> None:
         """Import every line; count broken ones; commit chunk by chunk."""
-        stats, writer, skipped = self.stats, self.writer, self.stats.skipped
-        for lineno, line in enumerate(lines):
-            stats.lines += 1
-            if writer.is_done(lineno):
-                continue
-            writer.begin(lineno)
-            outcome = self._line(line)
-            if outcome is None:
-                stats.broke(lineno)
-            elif type(outcome) is str:
-                skipped[outcome] += 1
-            else:
-                writer.add(outcome)
-            if not lineno & 0x3FFF:
-                progress.update(stats)
-        writer.flush()
+        self.writer.consume(lines, self._line, progress)
 
     def _line(self, line: bytes) -> Any:
         """Return the increment of a line, the reason it is left out, or None if it is broken."""

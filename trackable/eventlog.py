@@ -64,29 +64,13 @@ class EventImporter:
 
     def run(self, lines: Iterator[bytes], progress: Progress) -> None:
         """Import every record line after the header; count broken ones; commit chunk by chunk."""
-        stats, writer = self.stats, self.writer
-        stats.lines += 1  # the header
-        for lineno, line in enumerate(lines, 1):
-            stats.lines += 1
-            if writer.is_done(lineno):
-                continue
-            writer.begin(lineno)
-            if not line.strip():
-                stats.skipped["empty line"] += 1
-                continue
-            outcome = self._record(line)
-            if outcome is None:
-                stats.broke(lineno)
-            elif isinstance(outcome, str):
-                stats.skipped[outcome] += 1
-            else:
-                writer.add(outcome)
-            if not lineno & 0x3FFF:
-                progress.update(stats)
-        writer.flush()
+        self.stats.lines += 1  # the header
+        self.writer.consume(lines, self._record, progress, first=1)
 
     def _record(self, line: bytes) -> Any:
         """Return the increment of a record, why it is left out, or None if it is broken."""
+        if not line.strip():
+            return "empty line"
         try:
             row = next(csv.reader([line.decode("utf-8")]))
         except (UnicodeDecodeError, csv.Error, StopIteration):

@@ -218,6 +218,25 @@ class ChunkWriter:
             self._chunk, self._first = chunk, lineno
         self._last = lineno
 
+    def consume(self, lines: Iterable[bytes], outcome_of: Any, progress: Progress, first: int = 0) -> None:
+        """Import numbered lines; `outcome_of(line)` returns an Increment, a reason to skip, or None if broken."""
+        stats, skipped = self.stats, self.stats.skipped
+        for lineno, line in enumerate(lines, first):
+            stats.lines += 1
+            if self.is_done(lineno):
+                continue
+            self.begin(lineno)
+            outcome = outcome_of(line)
+            if outcome is None:
+                stats.broke(lineno)
+            elif type(outcome) is str:
+                skipped[outcome] += 1
+            else:
+                self.add(outcome)
+            if not lineno & 0x3FFF:
+                progress.update(stats)
+        self.flush()
+
     def add(self, increment: Increment) -> None:
         """Count one increment of the current line."""
         dm, key, field_name, amount = increment
@@ -259,7 +278,6 @@ class Progress:
         self.label = label
         self.unit = unit
         self._next = 0.0
-        self._drawn = False
 
     def update(self, stats: ImportStats, *, force: bool = False) -> None:
         """Redraw the line if half a second passed since the last time."""
@@ -274,7 +292,6 @@ class Progress:
             f"{stats.broken:,} broken, {stats.already:,} already imported"
         )
         self.stream.flush()
-        self._drawn = True
 
     def done(self, stats: ImportStats) -> None:
         """Draw the final state and end the line."""
@@ -305,14 +322,3 @@ def open_source(path: str, identity_lines: int = 1) -> tuple[str, Iterator[bytes
     digest = hashlib.sha256(b"".join(head)).hexdigest()[:48]
     return digest, chain(head, handle), handle
 
-
-def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Yield lists of up to `size` items."""
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
