@@ -85,6 +85,7 @@ def test_interrupted_conversion_resumes_without_double_counting(hits):
     out = convert(*HIT_ARGS, "--chunk-size", "2")
     assert rows() == expected_hit_rows(a1, a2)
     assert "Skipped 3 source rows already imported by an earlier run." in out
+    assert "Skipped 1 source rows: parent testapp.Video is not registered with testapp.ArticleTrackableData." in out
     assert sorted(ImportedChunk.objects.values_list("start", "end")) == [(0, 2), (2, 3), (3, 4), (4, 6), (6, 7)]
 
 

@@ -328,3 +328,24 @@ def test_cached_buckets_match_bucket_start_across_clock_changes(zone, granularit
             for _ in range(24 * 6 * 5):
                 assert keys.bucket(model, int(moment.timestamp() * 1000)) == bucket_start(moment, granularity, zone)
                 moment += timedelta(minutes=10)
+
+
+def test_a_concurrent_import_of_the_same_lines_writes_nothing_twice(log_file, monkeypatch):
+    from trackable.importing import ChunkWriter
+
+    run(str(log_file))
+    before = article_rows()
+    monkeypatch.setattr(ChunkWriter, "is_done", lambda self, lineno: False)  # as if the other import had not committed yet
+    with pytest.raises(CommandError) as err:
+        run(str(log_file))
+    assert str(err.value) == (
+        f"Import of {log_file} stopped: Another import of this source committed lines 1–20 first; nothing of this "
+        "chunk was written. Run the import again to add the lines still missing."
+    )
+    assert article_rows() == before
+
+
+def test_progress_is_drawn_on_request(log_file):
+    err = StringIO()
+    call_command("import_access_log", str(log_file), "--progress", stdout=StringIO(), stderr=err)
+    assert err.getvalue().endswith("\rimport_access_log: 20 lines, 8 events, 4 broken, 0 already imported\n")

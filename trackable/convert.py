@@ -294,10 +294,9 @@ def run_add(conv: Conversion, stats: ImportStats, *, chunk_size: int, dry_run: b
         return False
 
     for start, rows in conv.chunks(chunk_size, done):
-        for position, increments in enumerate(conv.increments(rows, stats), start):
-            stats.lines += 1
-            if writer.is_done(position):
-                continue
+        stats.lines += len(rows)
+        fresh = [(position, row) for position, row in enumerate(rows, start) if not writer.is_done(position)]
+        for (position, _), increments in zip(fresh, conv.increments([row for _, row in fresh], stats)):
             writer.begin(position)
             for inc in increments:
                 writer.add(inc)
