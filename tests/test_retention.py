@@ -151,7 +151,7 @@ def test_bad_policies_are_found_by_the_system_check_and_the_command(setting, mes
         with pytest.raises(ImproperlyConfigured) as err:
             parse_policies()
         assert str(err.value) == message
-        errors = [e for e in check_operations() if e.id == "trackable.E011"]
+        errors = [e for e in check_operations() if e.id == "trackable.E010"]
         assert [e.msg for e in errors] == [message]
         with pytest.raises(CommandError) as cmd_err:
             call_command("trim_trackable_data", stdout=StringIO())

@@ -114,8 +114,8 @@ def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 # -- operations: folding scheduled, data models usable, import and retention settings -------------
-# Ids: trackable.W010 no fold scheduled · E010 data model without counter fields · W011 data model
-# never registered · E011 TRACKABLE_RETENTION unusable · E012 TRACKABLE_IMPORT_RESOLVER unusable.
+# Ids: trackable.W010 no fold scheduled · W011 data model never registered · W012 data model without
+# counter fields (registering it fails) · E010 TRACKABLE_RETENTION unusable · E011 TRACKABLE_IMPORT_RESOLVER unusable.
 
 
 def check_operations(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -161,11 +161,11 @@ def _check_data_models(candidates: Any = None) -> list[checks.CheckMessage]:
             continue
         if not counter_fields(model):
             errors.append(
-                checks.Error(
+                checks.Warning(
                     f"The data model {model._meta.label} has no counter field, so it cannot count anything.",
                     hint="Add an integer field, e.g. impressions = models.PositiveIntegerField(default=0).",
                     obj=model,
-                    id="trackable.E010",
+                    id="trackable.W012",
                 )
             )
         elif model not in registered:
@@ -186,13 +186,13 @@ def _check_resolver() -> list[checks.CheckMessage]:
     try:
         resolver = get_resolver()
     except ImproperlyConfigured as err:
-        return [checks.Error(str(err), hint="Name a callable (path, resolver_match) -> (object, field) | None.", id="trackable.E012")]
+        return [checks.Error(str(err), hint="Name a callable (path, resolver_match) -> (object, field) | None.", id="trackable.E011")]
     if not callable(resolver):
         return [
             checks.Error(
                 f"TRACKABLE_IMPORT_RESOLVER names {resolver!r}, which is not callable.",
                 hint="Name a callable (path, resolver_match) -> (object, field) | None.",
-                id="trackable.E012",
+                id="trackable.E011",
             )
         ]
     return []
@@ -204,5 +204,5 @@ def _check_retention() -> list[checks.CheckMessage]:
     try:
         parse_policies()
     except ImproperlyConfigured as err:
-        return [checks.Error(str(err), hint="See the TRACKABLE_RETENTION setting in the docs.", id="trackable.E011")]
+        return [checks.Error(str(err), hint="See the TRACKABLE_RETENTION setting in the docs.", id="trackable.E010")]
     return []
