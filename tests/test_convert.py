@@ -188,7 +188,7 @@ BASE = ("legacyapp.Hit", "testapp.ArticleTrackableData")
         (("legacyapp.Nope", "testapp.ArticleTrackableData", "--fields", "hits:impressions"),
          "Unknown model 'legacyapp.Nope': name it as app_label.ModelName."),
         (("legacyapp.Hit", "testapp.Article", "--fields", "hits:impressions", "--link-field", "target"),
-         "testapp.Article is not a registered trackable data model; registered data models: legacyapp.PageDayData, legacyapp.PageMinuteData, testapp.ArticleHourlyData, "
+         "testapp.Article is not a registered trackable data model; registered data models: testapp.ArticleHourlyData, "
          "testapp.ArticleTotals, testapp.ArticleTrackableData, testapp.PlayerTrackableData, testapp.VideoTrackableData."),
         (BASE + ("--link-field", "target"),
          "Give --update-fields source:dest pairs (e.g. --update-fields hits:impressions) to say which counters to copy."),

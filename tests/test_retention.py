@@ -17,12 +17,22 @@ from tests.testapp.models import Article, ArticleHourlyData
 from trackable import retention
 from trackable.checks import check_operations
 from trackable.retention import parse_policies, trim
+from trackable.sites import site
 from trackable.upsert import upsert_increments
 
-pytestmark = [pytest.mark.django_db, pytest.mark.no_broker]
+pytestmark = [pytest.mark.django_db, pytest.mark.no_broker, pytest.mark.usefixtures("pages_registered")]
 UTC = timezone.utc
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 OLD = datetime(2025, 1, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def pages_registered():
+    """Register a parent with a fine and a coarse data model, for this module only."""
+    site.register(Page, PageMinuteData)
+    site.register(Page, PageDayData)
+    yield
+    site.unregister(Page)
 
 
 def at(day, hour, minute=0):

@@ -37,7 +37,7 @@ class Visit(models.Model):
 
 
 class Page(models.Model):
-    """A parent with a fine and a coarse data model, for rollups from one data model into another."""
+    """A parent with a fine and a coarse data model, registered only by the retention tests."""
 
     path = models.CharField(max_length=100)
 
