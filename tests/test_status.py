@@ -124,7 +124,10 @@ def test_old_fold_runs_are_forgotten():
 
 @pytest.mark.no_broker
 def test_a_disabled_collection_task_needs_another_schedule():
-    with override_settings(TRACKABLE_DISABLE_COLLECTION_TASK=True):
+    from trackable.tasks import SCHEDULE_NAME, TASK_NAME
+
+    own = {SCHEDULE_NAME: {"task": TASK_NAME, "schedule": 1800.0}}  # installed before the setting changed
+    with override_settings(TRACKABLE_DISABLE_COLLECTION_TASK=True, CELERY_BEAT_SCHEDULE=own):
         [warning] = [e for e in check_operations() if e.id == "trackable.W010"]
         assert warning.msg == (
             "TRACKABLE_DISABLE_COLLECTION_TASK is on and no Celery beat entry runs trackable.tasks.CollectTrackingData, "

@@ -124,7 +124,7 @@ def check_operations(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 def _check_schedule() -> list[checks.CheckMessage]:
-    from trackable.tasks import TASK_NAME
+    from trackable.tasks import SCHEDULE_NAME, TASK_NAME
 
     if not settings.DISABLE_COLLECTION_TASK:
         return []
@@ -135,7 +135,10 @@ def _check_schedule() -> list[checks.CheckMessage]:
         schedules.append(current_app.conf.beat_schedule or {})
     except ImportError:
         pass
-    if any(entry.get("task") == TASK_NAME for schedule in schedules for entry in schedule.values()):
+    # trackable's own entry (SCHEDULE_NAME) may linger from before the setting changed: it does not count.
+    if any(
+        entry.get("task") == TASK_NAME and name != SCHEDULE_NAME for schedule in schedules for name, entry in schedule.items()
+    ):
         return []
     return [
         checks.Warning(
