@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "trackable",
     "tests.testapp",
+    "tests.legacyapp",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -122,3 +123,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"trackable": {"handlers": ["console"], "level": "WARNING"}},
 }
+
+# The registry tests define data models that are deliberately left unregistered.
+SILENCED_SYSTEM_CHECKS = ["trackable.W011", "trackable.W012"]

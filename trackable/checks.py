@@ -170,3 +170,101 @@ def _check_spider_fields(dm: Any, fields: tuple[str, ...]) -> list[checks.CheckM
             id="trackable.E006",
         )
     ]
+
+
+# -- operations: folding scheduled, data models usable, import and retention settings -------------
+# Ids: trackable.W010 no fold scheduled · W011 data model never registered · W012 data model without
+# counter fields (registering it fails) · E010 TRACKABLE_RETENTION unusable · E011 TRACKABLE_IMPORT_RESOLVER unusable.
+
+
+def check_operations(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check that folds are scheduled and that data models, imports and retention can work."""
+    return [*_check_schedule(), *_check_data_models(), *_check_resolver(), *_check_retention()]
+
+
+def _check_schedule() -> list[checks.CheckMessage]:
+    from trackable.tasks import SCHEDULE_NAME, TASK_NAME
+
+    if not settings.DISABLE_COLLECTION_TASK:
+        return []
+    schedules = [getattr(django_settings, "CELERY_BEAT_SCHEDULE", None) or {}]
+    try:
+        from celery import current_app
+
+        schedules.append(current_app.conf.beat_schedule or {})
+    except ImportError:
+        pass
+    # trackable's own entry (SCHEDULE_NAME) may linger from before the setting changed: it does not count.
+    if any(
+        entry.get("task") == TASK_NAME and name != SCHEDULE_NAME for schedule in schedules for name, entry in schedule.items()
+    ):
+        return []
+    return [
+        checks.Warning(
+            "TRACKABLE_DISABLE_COLLECTION_TASK is on and no Celery beat entry runs "
+            f"{TASK_NAME}, so tracking messages pile up in the queues unfolded.",
+            hint="Schedule that task in CELERY_BEAT_SCHEDULE, or run manage.py fold_trackable_messages --loop "
+            "(or from cron) and add 'trackable.W010' to SILENCED_SYSTEM_CHECKS.",
+            id="trackable.W010",
+        )
+    ]
+
+
+def _check_data_models(candidates: Any = None) -> list[checks.CheckMessage]:
+    from django.apps import apps
+
+    from trackable.models import TrackableData, counter_fields
+    from trackable.sites import site
+
+    errors: list[checks.CheckMessage] = []
+    registered = set(site.data_models())
+    for model in apps.get_models() if candidates is None else candidates:
+        if not issubclass(model, TrackableData) or model._meta.proxy:
+            continue
+        if not counter_fields(model):
+            errors.append(
+                checks.Warning(
+                    f"The data model {model._meta.label} has no counter field, so it cannot count anything.",
+                    hint="Add an integer field, e.g. impressions = models.PositiveIntegerField(default=0).",
+                    obj=model,
+                    id="trackable.W012",
+                )
+            )
+        elif model not in registered:
+            errors.append(
+                checks.Warning(
+                    f"The data model {model._meta.label} is not registered with trackable.site, so nothing is ever counted into it.",
+                    hint=f"Call trackable.site.register(<parent model>, {model.__name__}) in a trackables.py module.",
+                    obj=model,
+                    id="trackable.W011",
+                )
+            )
+    return errors
+
+
+def _check_resolver() -> list[checks.CheckMessage]:
+    from trackable.accesslog import get_resolver
+
+    try:
+        resolver = get_resolver()
+    except ImproperlyConfigured as err:
+        return [checks.Error(str(err), hint="Name a callable (path, resolver_match) -> (object, field) | None.", id="trackable.E011")]
+    if not callable(resolver):
+        return [
+            checks.Error(
+                f"TRACKABLE_IMPORT_RESOLVER names {resolver!r}, which is not callable.",
+                hint="Name a callable (path, resolver_match) -> (object, field) | None.",
+                id="trackable.E011",
+            )
+        ]
+    return []
+
+
+def _check_retention() -> list[checks.CheckMessage]:
+    from trackable.retention import parse_policies
+
+    try:
+        parse_policies()
+    except ImproperlyConfigured as err:
+        return [checks.Error(str(err), hint="See the TRACKABLE_RETENTION setting in the docs.", id="trackable.E010")]
+    return []

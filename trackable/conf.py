@@ -50,6 +50,12 @@ DEFAULTS: dict[str, Any] = {
     # Registry and admin.
     "AUTODISCOVER_MODULE": "trackables",
     "REGISTER_ADMIN": None,  # None: only when DEBUG is on
+    # Imports (import_access_log, import_events, convert_tracking_data).
+    "IMPORT_RESOLVER": "trackable.accesslog.default_resolver",  # (path, ResolverMatch) -> (obj, field) | None
+    "IMPORT_URLS": {},  # URL name -> "app_label.Model.field", used by the default resolver
+    "IMPORT_CHUNK_LINES": 50_000,  # lines (or source rows) committed per transaction and ledger row
+    # Retention: {"app_label.Model": {"rollup_after_days": 90, "rollup_to": "day", "delete_after_days": 730}}.
+    "RETENTION": {},
 }
 
 # Old spelling → new name; honoured with a TrackableDeprecationWarning.

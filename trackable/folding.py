@@ -123,6 +123,9 @@ def process_messages(
             conn.release()
     prune_ledger()
     result.seconds = time.monotonic() - started
+    from trackable.status import record_fold_run  # trackable_status reads the last runs
+
+    record_fold_run(result)
     return result
 
 

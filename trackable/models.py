@@ -10,7 +10,15 @@ from django.utils.translation import gettext_lazy as _
 
 from trackable.buckets import DAY
 
-__all__ = ["TrackableData", "TrackableTimeSeriesData", "Spider", "FoldedMessage", "counter_fields"]
+__all__ = [
+    "TrackableData",
+    "TrackableTimeSeriesData",
+    "Spider",
+    "FoldedMessage",
+    "FoldRun",
+    "ImportedChunk",
+    "counter_fields",
+]
 
 # Fields of the abstract bases; every other integer field of a data model is a counter.
 RESERVED_FIELDS = frozenset({"id", "content_type", "object_id", "collected_during"})
@@ -131,3 +139,42 @@ class FoldedMessage(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class FoldRun(models.Model):
+    """One finished run of process_messages: what it folded and how fast (read by trackable_status)."""
+
+    finished_at = models.DateTimeField(_("finished at"), db_index=True)
+    seconds = models.FloatField(_("seconds"))
+    messages = models.PositiveIntegerField(_("messages"), default=0)
+    events = models.PositiveIntegerField(_("events"), default=0)
+    rows = models.PositiveIntegerField(_("rows"), default=0)
+    duplicates = models.PositiveIntegerField(_("duplicates"), default=0)
+    malformed = models.PositiveIntegerField(_("malformed"), default=0)
+
+    class Meta:
+        verbose_name = _("fold run")
+        verbose_name_plural = _("fold runs")
+        ordering = ["-finished_at"]
+        get_latest_by = "finished_at"
+
+    def __str__(self) -> str:
+        return f"{self.events} events at {self.finished_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ImportedChunk(models.Model):
+    """The import ledger: a range of lines (or source rows) of one source whose increments were committed."""
+
+    source = models.CharField(_("source"), max_length=64, help_text=_("A digest that identifies the imported source."))
+    start = models.BigIntegerField(_("first line"))
+    end = models.BigIntegerField(_("line after the last"))
+    events = models.PositiveIntegerField(_("events"), default=0)
+    imported_at = models.DateTimeField(_("imported at"))
+
+    class Meta:
+        verbose_name = _("imported chunk")
+        verbose_name_plural = _("imported chunks")
+        constraints = [models.UniqueConstraint(fields=["source", "start"], name="trackable_importedchunk_start")]
+
+    def __str__(self) -> str:
+        return f"{self.source[:12]} lines {self.start}–{self.end}"

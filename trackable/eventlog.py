@@ -1,0 +1,111 @@
+"""Turn the rows of a CSV event log into increments (manage.py import_events).
+
+The first line is a header naming the columns: `timestamp` (ISO 8601, naive means the buckets' zone,
+or Unix seconds), `object` ("app_label.Model:pk", or just the pk with --model), `field` (or --field)
+and an optional `amount` (default 1). Other columns are ignored. One record per line.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+
+from trackable.exceptions import TrackableError
+from trackable.importing import ChunkWriter, ImportStats, KeyMaker, Progress
+
+__all__ = ["EventImporter", "HeaderError", "parse_timestamp"]
+
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+class HeaderError(TrackableError, ValueError):
+    """The CSV header lacks a column the import needs."""
+
+
+def parse_timestamp(text: str, zone: Any) -> int:
+    """Return Unix milliseconds of an ISO 8601 datetime (naive: in `zone`) or of Unix seconds."""
+    text = text.strip()
+    if _NUMBER.match(text):
+        return int(float(text) * 1000)
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return int(moment.timestamp() * 1000)
+
+
+class EventImporter:
+    """Stream CSV records into a ChunkWriter."""
+
+    def __init__(
+        self, writer: ChunkWriter, header: str, *, model: type[models.Model] | None = None, field: str | None = None
+    ) -> None:
+        self.writer = writer
+        self.stats: ImportStats = writer.stats
+        self.model = model
+        self.field = field
+        self.keys = KeyMaker()
+        names = [n.strip().lower() for n in next(csv.reader([header]), [])]
+        required = ["timestamp", "object"] + ([] if field else ["field"])
+        for name in required:
+            if name not in names:
+                fix = "" if name != "field" else " (or give --field)"
+                raise HeaderError(
+                    f"The CSV header has no {name!r} column{fix}; its first line must name the columns "
+                    "timestamp, object, field and optionally amount."
+                )
+        self.at = {name: names.index(name) for name in ("timestamp", "object", "field", "amount") if name in names}
+        self.width = max(self.at.values()) + 1
+        self._models: dict[str, type[models.Model] | None] = {}
+
+    def run(self, lines: Iterator[bytes], progress: Progress) -> None:
+        """Import every record line after the header; count broken ones; commit chunk by chunk."""
+        self.stats.lines += 1  # the header
+        self.writer.consume(lines, self._record, progress, first=1)
+
+    def _record(self, line: bytes) -> Any:
+        """Return the increment of a record, why it is left out, or None if it is broken."""
+        if not line.strip():
+            return "empty line"
+        try:
+            row = next(csv.reader([line.decode("utf-8")]))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            return None
+        if len(row) < self.width:
+            return None
+        at = self.at
+        raw_amount = row[at["amount"]].strip() if "amount" in at else ""
+        try:
+            amount = int(raw_amount) if raw_amount else 1
+            ts_ms = parse_timestamp(row[at["timestamp"]], self.keys.zone)
+        except (ValueError, OverflowError):
+            return None
+        if amount == 0:
+            return "amount is zero"
+        model, pk = self._object(row[at["object"]].strip())
+        if model is None:
+            return None
+        field = row[at["field"]].strip() if "field" in at else self.field
+        try:
+            return self.keys.increment(model, pk, field, ts_ms, amount)
+        except (ValueError, TrackableError):
+            return None
+
+    def _object(self, text: str) -> tuple[type[models.Model] | None, str]:
+        if self.model is not None:
+            return (self.model, text) if text else (None, text)
+        label, sep, pk = text.partition(":")
+        if not sep or not pk:
+            return None, text
+        model = self._models.get(label, False)
+        if model is False:
+            try:
+                model = apps.get_model(label)
+            except (LookupError, ValueError):
+                model = None
+            self._models[label] = model
+        return model, pk

@@ -1,0 +1,175 @@
+"""What the pipeline is doing: queue depths, dead letters, backlog age, last folds, ledger sizes.
+
+`collect_status()` returns plain JSON-ready facts for `manage.py trackable_status`, the admin and
+monitoring; `record_fold_run()` is called once at the end of every process_messages().
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.db import DatabaseError, router, transaction
+from django.db.models import Count, Sum
+from django.utils import timezone as dj_timezone
+from kombu.exceptions import OperationalError
+
+from trackable import messages, transport
+from trackable.conf import settings
+from trackable.exceptions import MalformedMessage
+from trackable.models import FoldedMessage, FoldRun, ImportedChunk
+from trackable.sites import site
+
+__all__ = ["collect_status", "record_fold_run", "queue_depths"]
+
+logger = logging.getLogger("trackable")
+
+NOT_KNOWABLE = {
+    "amqp": "AMQP cannot show a queued message without taking it off the queue",
+}
+
+
+def record_fold_run(result: Any) -> None:
+    """Record a finished fold (a FoldResult) and forget runs older than TRACKABLE_LEDGER_RETENTION."""
+    now = dj_timezone.now()
+    db = router.db_for_write(FoldRun)
+    try:
+        with transaction.atomic(using=db):
+            FoldRun.objects.using(db).create(
+                finished_at=now,
+                seconds=float(getattr(result, "seconds", 0.0)),
+                **{name: int(getattr(result, name, 0)) for name in ("messages", "events", "rows", "duplicates", "malformed")},
+            )
+            cutoff = now - timedelta(seconds=settings.LEDGER_RETENTION)
+            FoldRun.objects.using(db).filter(finished_at__lt=cutoff).delete()
+    except DatabaseError as err:  # the fold itself is committed and acked; only its record is lost
+        logger.warning("Could not record the trackable fold run: %s", err)
+
+
+def queue_depths(conn: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Return ([{data_model, queue, messages, oldest_event_age}], dead-letter {queue, messages}) from the broker."""
+    now_ms = int(time.time() * 1000)
+    channel = conn.channel()
+    rows = []
+    try:
+        for dm in site.data_models():
+            label = dm._meta.label_lower
+            queue = transport.queue_for(label)
+            count, channel = _depth(conn, channel, queue)
+            oldest = _oldest_event_ms(channel, queue.name) if count else None
+            rows.append({
+                "data_model": label,
+                "queue": queue.name,
+                "messages": count,
+                "oldest_event_age": None if oldest is None else round((now_ms - oldest) / 1000, 3),
+            })
+        dead = transport.dead_letter_queue()
+        count, channel = _depth(conn, channel, dead)
+        return rows, {"queue": dead.name, "messages": count}
+    finally:
+        channel.close()
+
+
+def _depth(conn: Any, channel: Any, queue: Any) -> tuple[int, Any]:
+    """Return (messages in `queue`, a usable channel), declaring nothing: a queue never declared holds 0."""
+    try:
+        _, count, _ = queue(channel).queue_declare(passive=True)
+        return int(count), channel
+    except conn.channel_errors:
+        # AMQP closes a channel on a passive declare of a missing queue; Redis has no key for an empty one.
+        try:
+            channel.close()
+        except conn.channel_errors + conn.connection_errors:
+            pass
+        return 0, conn.channel()
+
+
+def _oldest_event_ms(channel: Any, queue: str) -> int | None:
+    """Return the event time of the oldest queued event, where the broker can show it without consuming."""
+    envelope: bytes | str | None = None
+    driver = channel.connection.client.transport.driver_type
+    if driver == "redis":
+        envelope = channel.client.lindex(queue, -1)  # kombu pushes on the left and pops on the right
+    elif driver == "filesystem":
+        envelope = _oldest_file(channel.data_folder_in, queue)
+    if not envelope:
+        return None
+    try:
+        payload = json.loads(envelope)
+        body = payload["body"]
+        if payload.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        return min(event.ts_ms for event in messages.parse(body).events)
+    except (ValueError, KeyError, TypeError, MalformedMessage):
+        return None
+
+
+def _oldest_file(folder: str, queue: str) -> bytes | None:
+    suffix = f".{queue}.msg"
+    names = sorted(n for n in os.listdir(folder) if n.endswith(suffix) and n[0] != ".")
+    for name in names[:5]:  # a consumer may claim the first ones while we look
+        try:
+            with open(os.path.join(folder, name), "rb") as f:
+                return f.read()
+        except OSError:
+            continue
+    return None
+
+
+def _fold_facts(now: Any) -> dict[str, Any]:
+    last = FoldRun.objects.order_by("-finished_at").first()
+    hour = FoldRun.objects.filter(finished_at__gte=now - timedelta(hours=1)).aggregate(
+        runs=Count("id"), events=Sum("events"), messages=Sum("messages"), seconds=Sum("seconds")
+    )
+    facts: dict[str, Any] = {"last_fold": None}
+    if last is not None:
+        facts["last_fold"] = {
+            "finished_at": last.finished_at.isoformat(),
+            "age_seconds": round((now - last.finished_at).total_seconds(), 3),
+            "seconds": round(last.seconds, 3),
+            "messages": last.messages,
+            "events": last.events,
+            "rows": last.rows,
+            "duplicates": last.duplicates,
+            "malformed": last.malformed,
+            "events_per_second": round(last.events / last.seconds, 1) if last.seconds else None,
+        }
+    seconds = hour["seconds"] or 0.0
+    facts["folds_last_hour"] = {
+        "runs": hour["runs"] or 0,
+        "messages": hour["messages"] or 0,
+        "events": hour["events"] or 0,
+        "events_per_second_folding": round((hour["events"] or 0) / seconds, 1) if seconds else None,
+    }
+    return facts
+
+
+def collect_status(*, broker: bool = True) -> dict[str, Any]:
+    """Return the state of the pipeline as a JSON-ready dict (broker facts are None if it is unreachable)."""
+    now = dj_timezone.now()
+    status: dict[str, Any] = {"time": now.isoformat(), "broker": None, "broker_error": None}
+    status["queues"], status["dead_letters"] = [], None
+    if broker:
+        conn = transport.connection()
+        status["broker"] = conn.as_uri()  # the password is masked
+        try:
+            conn.ensure_connection(max_retries=1, timeout=settings.CONNECT_TIMEOUT)
+            status["queues"], status["dead_letters"] = queue_depths(conn)
+        except (OSError, OperationalError, *conn.connection_errors, *conn.channel_errors) as err:
+            status["broker_error"] = f"{type(err).__name__}: {err}"
+        finally:
+            conn.release()
+    depths = [q["messages"] for q in status["queues"]]
+    ages = [q["oldest_event_age"] for q in status["queues"] if q["oldest_event_age"] is not None]
+    status["queued_messages"] = sum(depths) if status["queues"] else None
+    status["oldest_unfolded_age"] = max(ages) if ages else None
+    scheme = status["broker"].split(":", 1)[0] if status["broker"] else None
+    status["oldest_unfolded_note"] = NOT_KNOWABLE.get(scheme) if status["queued_messages"] else None
+    status.update(_fold_facts(now))
+    status["ledger"] = {"folded_messages": FoldedMessage.objects.count(), "retention_seconds": settings.LEDGER_RETENTION}
+    status["import_ledger"] = {"chunks": ImportedChunk.objects.count()}
+    return status
