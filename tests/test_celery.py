@@ -70,6 +70,7 @@ def test_worker_with_beat_folds_on_schedule(scheduler, tmp_path):
         if database_scheduler:
             from django_celery_beat.models import PeriodicTask
 
+            assert _periodic_task_exists(), output[-5000:]
             task = PeriodicTask.objects.get(name=SCHEDULE_NAME)
             assert (task.task, task.interval.every, task.interval.period) == (TASK_NAME, 1, "seconds")
     finally:

@@ -7,12 +7,17 @@ DatabaseScheduler copies it into its PeriodicTask table, so it shows in that adm
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
 from celery._state import connect_on_app_finalize, get_current_app
 
+from django.core.exceptions import ImproperlyConfigured
+
 from trackable.conf import settings
+
+logger = logging.getLogger("trackable")
 
 __all__ = ["CollectTrackingData", "fold_trackable_messages", "SCHEDULE_NAME", "install_schedule"]
 
@@ -44,8 +49,8 @@ def install_schedule(app: Any) -> bool:
 def _on_finalize(app: Any) -> None:
     try:
         install_schedule(app)
-    except Exception:  # noqa: BLE001 - Django may not be configured in a bare celery process
-        pass
+    except ImproperlyConfigured as err:  # a bare celery process without Django settings
+        logger.warning("trackable: periodic fold not scheduled: %s", err)
 
 
 connect_on_app_finalize(_on_finalize)
