@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.urls import include, path
 
 from tests.testapp.models import Article, Video
 from trackable.messaging import send_increment_message
@@ -21,6 +21,7 @@ def video_play(request, pk):
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("trackable/", include("trackable.urls")),
     path("articles/<int:pk>/", article_detail, name="article"),
     path("videos/<uuid:pk>/play/", video_play, name="video-play"),
 ]

@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     # Registry and admin.
     "AUTODISCOVER_MODULE": "trackables",
     "REGISTER_ADMIN": None,  # None: only when DEBUG is on
+    # Reading the numbers: JSON API permission, signed tracking links, default window of charts and API.
+    "API_PERMISSION": "trackable.api.is_staff",  # dotted path to a callable(request) -> bool
+    "LINK_MAX_AGE": None,  # seconds a signed tracking link stays valid; None: no expiry
+    "DEFAULT_WINDOW_DAYS": 30,  # days shown when a chart, the dashboard or the API is given no window
 }
 
 # Old spelling → new name; honoured with a TrackableDeprecationWarning.

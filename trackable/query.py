@@ -15,7 +15,7 @@ type cache first and every call is exactly one SQL statement.
 """
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,9 @@ __all__ = [
     "top_objects",
     "annotate_total",
     "data_model_for",
+    "resolve_zone",
+    "last_buckets",
+    "model_totals",
 ]
 
 MAX_BUCKETS = 100_000  # a series longer than this is a mistake (minutes over years), not a chart
@@ -95,7 +98,7 @@ def series(
     bucket is the one containing `start`; the last one is the one containing the instant before `end`.
     """
     dm = _timed_data_model(type(obj), field, data_model, "series")
-    zone = _zone(tz)
+    zone = resolve_zone(tz)
     target = _granularity(dm, granularity, zone)
     _check_window(start, end)
     first = bucket_start(start, target, zone)
@@ -214,6 +217,44 @@ def annotate_total(
     return queryset.annotate(**{name: Coalesce(Subquery(per_parent, output_field=output), Value(0), output_field=output)})
 
 
+def model_totals(
+    model: type[models.Model],
+    fields: list[str] | tuple[str, ...],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    data_model: type[models.Model] | None = None,
+    using: str | None = None,
+) -> dict[str, int]:
+    """Return {field: sum} over every parent of `model` in the window; the fields must share a data model."""
+    dms = {data_model_for(model, f, data_model) for f in fields}
+    if len(dms) != 1:
+        raise QueryError(f"The fields {', '.join(fields)} must be counter fields of one data model of {model.__name__}.")
+    dm = dms.pop()
+    sums = _window(_rows_of_model(dm, model, using), dm, start, end).aggregate(**{f: Coalesce(Sum(f), 0) for f in fields})
+    return {f: int(sums[f]) for f in fields}
+
+
+def last_buckets(
+    count: int, granularity: str, tz: str | tzinfo | None = None, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """Return the (start, end) window of the last `count` buckets, the current (unfinished) one included."""
+    from django.utils import timezone
+
+    zone = resolve_zone(tz)
+    try:
+        check_granularity(granularity)
+    except ValueError as err:
+        raise QueryError(str(err)) from err
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise QueryError(f"Ask for at least one bucket, not {count!r}.")
+    current = bucket_start(now or timezone.now(), granularity, zone)
+    start = current
+    for _ in range(count - 1):
+        start = bucket_start(start - timedelta(microseconds=1), granularity, zone)
+    return start, next_bucket_start(current, granularity, zone)
+
+
 # -- helpers -----------------------------------------------------------------------------------------
 
 
@@ -269,7 +310,8 @@ def _check_n(n: Any) -> int:
     return n
 
 
-def _zone(tz: str | tzinfo | None) -> ZoneInfo:
+def resolve_zone(tz: str | tzinfo | None) -> ZoneInfo:
+    """Return the ZoneInfo named by `tz`, TRACKABLE_TIME_ZONE when None; raise QueryError if unknown."""
     if tz is None:
         return get_zone(settings.time_zone)
     if isinstance(tz, ZoneInfo):
