@@ -348,3 +348,13 @@ def test_chart_svg_is_well_formed_and_escapes_titles():
     assert [c.find(f"{ns}title").text for c in tree.iter(f"{ns}circle")] == ["2026-05-01: 0", "2026-05-02: 5", "2026-05-03: 2"]
     assert tree.get("aria-labelledby").endswith("-desc")
     assert tree.find(f"{ns}desc").text == "3 buckets from 2026-05-01 to 2026-05-03; highest 5, total 7."
+
+
+def test_chart_of_negative_and_empty_series():
+    from trackable.charts import render_chart
+
+    svg = render_chart([query.Point(utc(2026, 5, 1), -3), query.Point(utc(2026, 5, 2), 4)], "day", "Score")
+    assert re.findall(r'fill="#555">(-?[\d,]+)</text>', svg)[:3] == ["-3", "1", "5"]
+    assert re.findall(r'cy="([\d.]+)"', svg) == ["184.0", "37.0"]  # -3 on the bottom line, 4 at 7/8 of the 168px plot
+    empty = render_chart([], "day", "Nothing")
+    assert 'data-points="0"' in empty and "<circle" not in empty

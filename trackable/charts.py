@@ -43,15 +43,16 @@ def render_chart(points: Sequence[Point], granularity: str, title: str) -> SafeS
     """Return an inline SVG line chart of `points` (one circle per bucket) titled `title`."""
     uid = f"trackable-chart-{next(_ids)}"
     peak = max((p.value for p in points), default=0)
-    top = peak if peak > 0 else 1
+    low = min(min((p.value for p in points), default=0), 0)  # counters that may go negative
+    top = low + max(peak - low + (peak - low) % 2, 2)  # an even span: the middle grid line is a whole number
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(points) - 1, 1)
 
     def xy(i: int, value: int) -> tuple[float, float]:
-        return round(LEFT + i * step, 1), round(TOP + plot_h - value / top * plot_h, 1)
+        return round(LEFT + i * step, 1), round(TOP + plot_h - (value - low) / (top - low) * plot_h, 1)
 
     coords = [xy(i, p.value) for i, p in enumerate(points)]
-    parts = [_axes(top, plot_w, plot_h)]
+    parts = [_axes(low, top, plot_w, plot_h)]
     if coords:
         parts.append(
             format_html('<polyline class="trackable-line" fill="none" stroke="#417690" stroke-width="2" points="{}"/>',
@@ -77,11 +78,11 @@ def render_chart(points: Sequence[Point], granularity: str, title: str) -> SafeS
     return mark_safe(head + "".join(parts) + "</svg>")
 
 
-def _axes(top: int, plot_w: float, plot_h: float) -> str:
+def _axes(low: int, top: int, plot_w: float, plot_h: float) -> str:
     lines = []
     for fraction in (0, 0.5, 1):
         y = round(TOP + plot_h - fraction * plot_h, 1)
-        value = round(top * fraction) if top > 1 else fraction
+        value = low + (top - low) * fraction
         lines.append(
             format_html(
                 '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>'
@@ -107,7 +108,8 @@ def _x_labels(points: Sequence[Point], granularity: str, coords: list[tuple[floa
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    """Return a grid label: whole numbers with thousands separators."""
+    return f"{int(value):,}"
 
 
 def render_table(points: Sequence[Point], granularity: str, title: str, value_header: str = "Count") -> SafeString:
@@ -125,7 +127,8 @@ def render_table(points: Sequence[Point], granularity: str, title: str, value_he
 def render_series(points: Sequence[Point], granularity: str, title: str) -> SafeString:
     """Return the chart followed by its table, folded in a <details> element."""
     return format_html(
-        '<figure class="trackable-figure">{}<details><summary>{}</summary>{}</details></figure>',
+        '<figure class="trackable-figure"><figcaption>{}</figcaption>{}<details><summary>{}</summary>{}</details></figure>',
+        title,
         render_chart(points, granularity, title),
         format_html("Data of {}", title) if title else "Data",
         render_table(points, granularity, title),
