@@ -358,3 +358,18 @@ def test_chart_of_negative_and_empty_series():
     assert re.findall(r'cy="([\d.]+)"', svg) == ["184.0", "37.0"]  # -3 on the bottom line, 4 at 7/8 of the 168px plot
     empty = render_chart([], "day", "Nothing")
     assert 'data-points="0"' in empty and "<circle" not in empty
+
+
+def test_status_tells_how_fresh_the_numbers_are(client, article, staff):
+    from trackable.messaging import send_increment_message
+
+    client.force_login(staff)
+    url = reverse("trackable:api-status")
+    assert client.get(url).json() == {"last_folded": None, "seconds_since_last_fold": None, "collection_period": 1800}
+    send_increment_message(None, article, "impressions")
+    before = datetime.now(UTC)
+    process_messages()
+    status = client.get(url).json()
+    assert before <= datetime.fromisoformat(status["last_folded"]) <= datetime.now(UTC)
+    assert 0 <= status["seconds_since_last_fold"] < 5
+    assert query.last_folded() == datetime.fromisoformat(status["last_folded"])

@@ -36,6 +36,7 @@ __all__ = [
     "series_view",
     "totals_view",
     "top_view",
+    "status_view",
 ]
 
 
@@ -227,3 +228,17 @@ def top_view(request: HttpRequest, parent: str) -> HttpResponse:
         }
     )
 
+
+
+@api_view
+def status_view(request: HttpRequest) -> HttpResponse:
+    """Answer how fresh the numbers are: when the last fold committed and how often folds run."""
+    last = query.last_folded()
+    age = None if last is None else round((timezone.now() - last).total_seconds(), 3)
+    return JsonResponse(
+        {
+            "last_folded": last and last.isoformat(),
+            "seconds_since_last_fold": age,
+            "collection_period": settings.COLLECTION_PERIOD,
+        }
+    )

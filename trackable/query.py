@@ -43,6 +43,7 @@ __all__ = [
     "resolve_zone",
     "last_buckets",
     "model_totals",
+    "last_folded",
 ]
 
 MAX_BUCKETS = 100_000  # a series longer than this is a mistake (minutes over years), not a chart
@@ -253,6 +254,16 @@ def last_buckets(
     for _ in range(count - 1):
         start = bucket_start(start - timedelta(microseconds=1), granularity, zone)
     return start, next_bucket_start(current, granularity, zone)
+
+
+def last_folded(using: str | None = None) -> datetime | None:
+    """Return when the last fold committed (the numbers hold every event folded until then), or None."""
+    from django.db.models import Max
+
+    from trackable.models import FoldedMessage
+
+    qs = FoldedMessage.objects.using(using) if using else FoldedMessage.objects.all()
+    return qs.aggregate(last=Max("folded_at"))["last"]
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ app_name = "trackable"
 urlpatterns = [
     path("go/<str:token>/", views.track_object, name="track"),
     path("beacon/<str:token>/", views.beacon, name="beacon"),
+    path("api/status/", api.status_view, name="api-status"),
     path("api/<str:parent>/top/", api.top_view, name="api-top"),
     path("api/<str:parent>/<str:pk>/series/", api.series_view, name="api-series"),
     path("api/<str:parent>/<str:pk>/totals/", api.totals_view, name="api-totals"),
