@@ -1,7 +1,6 @@
 """Click-through and beacon views, template tags, the JSON/CSV API, the dashboard and the admin charts."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import datetime, timedelta, timezone

@@ -15,19 +15,18 @@ content type cache first and every call is exactly one SQL statement.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Cast, Coalesce, Trunc
 
-from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, UTC, WEEK, bucket_start, check_granularity, get_zone
-from trackable.buckets import next_bucket_start
-from trackable.conf import settings
+from trackable.buckets import UTC, bucket_start
+from trackable.exceptions import QueryError
 from trackable.models import TrackableTimeSeriesData
+from trackable.rollups import bucket_starts, check_rollup, last_buckets, resolve_zone, sql_trunc_kind, sql_zone
 from trackable.sites import site
 
 __all__ = [
@@ -46,12 +45,6 @@ __all__ = [
     "model_totals",
     "last_folded",
 ]
-
-MAX_BUCKETS = 100_000  # a series longer than this is a mistake (minutes over years), not a chart
-
-
-class QueryError(ValueError):
-    """The arguments of a query do not make sense (unknown field, end before start, ...)."""
 
 
 class Point(NamedTuple):
@@ -101,16 +94,16 @@ def series(
     """
     dm = _timed_data_model(type(obj), field, data_model, "series")
     zone = resolve_zone(tz)
-    target = _granularity(dm, granularity, zone)
+    target = check_rollup(dm, granularity, zone)
     _check_window(start, end)
     first = bucket_start(start, target, zone)
-    buckets = _bucket_starts(first, end, target, zone)
+    buckets = bucket_starts(first, end, target, zone)
     rows = _rows(dm, obj, using).filter(collected_during__gte=first, collected_during__lt=end)
-    kind = _sql_trunc(dm, target, zone, first, end)
+    kind = sql_trunc_kind(dm, target, zone, first, end)
     if kind is None:
         grouped = rows.values(bucket=F("collected_during"))
     else:
-        grouped = rows.annotate(bucket=Trunc("collected_during", kind, tzinfo=_sql_zone(kind, zone))).values("bucket")
+        grouped = rows.annotate(bucket=Trunc("collected_during", kind, tzinfo=sql_zone(kind, zone))).values("bucket")
     sums: dict[datetime, int] = dict.fromkeys(buckets, 0)
     for bucket, value in grouped.annotate(n=Sum(field)).order_by().values_list("bucket", "n"):
         # A local bucket start from Trunc finds its UTC key; rows of zones with odd offsets, grouped per
@@ -145,16 +138,8 @@ def totals(
     using: str | None = None,
 ) -> dict[str, int]:
     """Return {field: sum} for `obj` over the window; the fields must live in one data model."""
-    if not fields:
-        raise QueryError("Name at least one counter field to total.")
-    models_ = {data_model_for(type(obj), f, data_model) for f in fields}
-    if len(models_) > 1:
-        names = ", ".join(sorted(m.__name__ for m in models_))
-        raise QueryError(f"The fields {', '.join(fields)} live in several data models ({names}); total them separately.")
-    dm = models_.pop()
-    rows = _window(_rows(dm, obj, using), dm, start, end)
-    sums = rows.aggregate(**{f: Coalesce(Sum(f), 0) for f in fields})
-    return {f: int(sums[f]) for f in fields}
+    dm = _one_data_model(type(obj), fields, data_model)
+    return _sums(_window(_rows(dm, obj, using), dm, start, end), fields)
 
 
 def top(
@@ -169,9 +154,7 @@ def top(
 ) -> list[TopEntry]:
     """Return the `n` parents of `model` with the highest total of `field` in the window, highest first."""
     dm = data_model_for(model, field, data_model)
-    n = _check_n(n)
-    rows = _window(_rows_of_model(dm, model, using), dm, start, end)
-    ranked = rows.values("object_id").annotate(t=Sum(field)).order_by("-t", "object_id")[:n]
+    ranked = _ranked(dm, model, field, start, end, n, using)
     return [TopEntry(oid, int(t)) for oid, t in ranked.values_list("object_id", "t")]
 
 
@@ -191,9 +174,7 @@ def top_objects(
     """
     qs = queryset._default_manager.all() if isinstance(queryset, type) else queryset
     dm = data_model_for(qs.model, field, data_model)
-    n = _check_n(n)
-    ranked = _window(_rows_of_model(dm, qs.model, qs.db), dm, start, end)
-    ranked = ranked.values("object_id").annotate(t=Sum(field)).order_by("-t", "object_id").values("object_id")[:n]
+    ranked = _ranked(dm, qs.model, field, start, end, n, qs.db).values("object_id")
     chosen = qs.filter(pk__in=_as_pk(ranked, qs.model, dm))
     return list(annotate_total(chosen, field, start, end, name=name, data_model=dm).order_by(f"-{name}", "pk"))
 
@@ -232,32 +213,8 @@ def model_totals(
     using: str | None = None,
 ) -> dict[str, int]:
     """Return {field: sum} over every parent of `model` in the window; the fields must share a data model."""
-    dms = {data_model_for(model, f, data_model) for f in fields}
-    if len(dms) != 1:
-        raise QueryError(f"The fields {', '.join(fields)} must be counter fields of one data model of {model.__name__}.")
-    dm = dms.pop()
-    sums = _window(_rows_of_model(dm, model, using), dm, start, end).aggregate(**{f: Coalesce(Sum(f), 0) for f in fields})
-    return {f: int(sums[f]) for f in fields}
-
-
-def last_buckets(
-    count: int, granularity: str, tz: str | tzinfo | None = None, now: datetime | None = None
-) -> tuple[datetime, datetime]:
-    """Return the (start, end) window of the last `count` buckets, the current (unfinished) one included."""
-    from django.utils import timezone
-
-    zone = resolve_zone(tz)
-    try:
-        check_granularity(granularity)
-    except ValueError as err:
-        raise QueryError(str(err)) from err
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise QueryError(f"Ask for at least one bucket, not {count!r}.")
-    current = bucket_start(now or timezone.now(), granularity, zone)
-    start = current
-    for _ in range(count - 1):
-        start = bucket_start(start - timedelta(microseconds=1), granularity, zone)
-    return start, next_bucket_start(current, granularity, zone)
+    dm = _one_data_model(model, fields, data_model)
+    return _sums(_window(_rows_of_model(dm, model, using), dm, start, end), fields)
 
 
 def last_folded(using: str | None = None) -> datetime | None:
@@ -271,6 +228,28 @@ def last_folded(using: str | None = None) -> datetime | None:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+
+
+def _one_data_model(model: type[models.Model], fields: Any, data_model: Any) -> type[models.Model]:
+    if not fields or isinstance(fields, str):
+        raise QueryError("Name the counter fields to total as a list, e.g. ['impressions'].")
+    found = {data_model_for(model, f, data_model) for f in fields}
+    if len(found) > 1:
+        names = ", ".join(sorted(m.__name__ for m in found))
+        raise QueryError(f"The fields {', '.join(fields)} live in several data models ({names}); total them separately.")
+    return found.pop()
+
+
+def _sums(rows: models.QuerySet, fields: Any) -> dict[str, int]:
+    sums = rows.aggregate(**{f: Coalesce(Sum(f), 0) for f in fields})
+    return {f: int(sums[f]) for f in fields}
+
+
+def _ranked(dm: Any, model: Any, field: str, start: Any, end: Any, n: int, using: str | None) -> models.QuerySet:
+    """Return the rows of `model`'s parents grouped per parent, the `n` highest totals `t` first."""
+    n = _check_n(n)
+    rows = _window(_rows_of_model(dm, model, using), dm, start, end)
+    return rows.values("object_id").annotate(t=Sum(field)).order_by("-t", "object_id")[:n]
 
 
 def _rows_of_model(dm: type[models.Model], model: type[models.Model], using: str | None) -> models.QuerySet:
@@ -326,99 +305,6 @@ def _check_n(n: Any) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= 1000:
         raise QueryError(f"n must be an integer from 1 to 1000, not {n!r}.")
     return n
-
-
-def resolve_zone(tz: str | tzinfo | None) -> ZoneInfo:
-    """Return the ZoneInfo named by `tz`, TRACKABLE_TIME_ZONE when None; raise QueryError if unknown."""
-    if tz is None:
-        return get_zone(settings.time_zone)
-    if isinstance(tz, ZoneInfo):
-        return tz
-    if isinstance(tz, str):
-        try:
-            return get_zone(tz)
-        except Exception as err:  # ImproperlyConfigured names the setting; here the caller named the zone
-            raise QueryError(f"Unknown time zone {tz!r}; give an IANA zone name such as 'Europe/Paris'.") from err
-    if tz is UTC:
-        return get_zone("UTC")
-    raise QueryError(f"tz must be a zoneinfo.ZoneInfo or a zone name, not {tz!r}.")
-
-
-def _granularity(dm: type[models.Model], granularity: str | None, zone: ZoneInfo) -> str:
-    source = dm.granularity
-    rank = GRANULARITIES.index
-    if rank(source) >= rank(DAY) and zone.key != get_zone(settings.time_zone).key:
-        raise QueryError(
-            f"{dm.__name__} counts per {source} cut in {settings.time_zone}; its buckets cannot be regrouped "
-            f"in {zone.key}. Query it without tz=, or count in a finer data model."
-        )
-    if granularity is None:
-        return source
-    try:
-        check_granularity(granularity)
-    except ValueError as err:
-        raise QueryError(str(err)) from err
-    if rank(granularity) < rank(source):
-        raise QueryError(
-            f"{dm.__name__} counts per {source}, so it cannot be split into {granularity}s; "
-            f"choose {', '.join(GRANULARITIES[rank(source):])}."
-        )
-    if source == WEEK and granularity != WEEK:
-        raise QueryError(f"{dm.__name__} counts per ISO week, and weeks straddle {granularity}s; query it per week.")
-    return granularity
-
-
-def _bucket_starts(first: datetime, end: datetime, granularity: str, zone: ZoneInfo) -> list[datetime]:
-    """Return the UTC starts of the `granularity` buckets from `first` (a bucket start) until `end`."""
-    if granularity == MINUTE or (granularity == HOUR and _offset_is_whole_hours(first, zone) and _offset_is_whole_hours(end, zone)):
-        # Fixed steps of real time: a local minute or (in whole-hour zones) a local hour is a UTC one.
-        step = timedelta(minutes=1) if granularity == MINUTE else timedelta(hours=1)
-        count = -(-(end - first) // step)
-        if count > MAX_BUCKETS:
-            raise QueryError(f"That window holds more than {MAX_BUCKETS} {granularity}s; choose a coarser granularity.")
-        first = first.astimezone(UTC)
-        return [first + i * step for i in range(count)]
-    if granularity == DAY:
-        # Local dates step by one; one conversion per day (a skipped local midnight maps to the first
-        # real instant of the day, as bucket_start does).
-        day, starts = first.astimezone(zone).date(), []
-        while (current := datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)) < end:
-            starts.append(current)
-            if len(starts) > MAX_BUCKETS:
-                raise QueryError(f"That window holds more than {MAX_BUCKETS} days; choose a coarser granularity.")
-            day += timedelta(days=1)
-        return starts
-    starts = []
-    current = first
-    while current < end:
-        starts.append(current)
-        if len(starts) > MAX_BUCKETS:
-            raise QueryError(f"That window holds more than {MAX_BUCKETS} {granularity}s; choose a coarser granularity.")
-        current = next_bucket_start(current, granularity, zone)
-    return starts
-
-
-def _sql_trunc(dm: type[models.Model], target: str, zone: ZoneInfo, start: datetime, end: datetime) -> str | None:
-    """Return the Trunc kind that groups rows into `target` buckets in SQL, or None to group by row."""
-    if target == dm.granularity:
-        return None  # rows already are buckets
-    if target == MINUTE:
-        return MINUTE
-    if target == HOUR:
-        # Local hours are UTC hours in whole-hour zones; truncating in UTC keeps the two 01:00 hours of
-        # a fall-back night apart, which a local (naive) truncation would merge.
-        whole = all(_offset_is_whole_hours(m, zone) for m in (start, end))
-        return HOUR if whole else None
-    return target  # day, week (ISO, Monday), month, year: cut at local midnights, never ambiguous
-
-
-def _sql_zone(kind: str, zone: ZoneInfo) -> ZoneInfo:
-    return get_zone("UTC") if kind in (MINUTE, HOUR) else zone
-
-
-def _offset_is_whole_hours(moment: datetime, zone: ZoneInfo) -> bool:
-    offset = moment.astimezone(zone).utcoffset()
-    return offset is not None and offset.total_seconds() % 3600 == 0
 
 
 def _pk_kind(model: type[models.Model], name: str | None = None) -> str:
