@@ -372,3 +372,8 @@ def test_status_tells_how_fresh_the_numbers_are(client, article, staff):
     assert before <= datetime.fromisoformat(status["last_folded"]) <= datetime.now(UTC)
     assert 0 <= status["seconds_since_last_fold"] < 5
     assert query.last_folded() == datetime.fromisoformat(status["last_folded"])
+
+
+def test_tracked_link_refuses_an_unsafe_target(article):
+    with pytest.raises(links.BadLink, match="^Tracking links redirect to http\\(s\\) URLs or site paths, not 'javascript:alert\\(1\\)'.$"):
+        render('{% tracked_link article "click_throughs" "javascript:alert(1)" %}', article=article)

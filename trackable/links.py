@@ -21,7 +21,7 @@ from trackable.conf import settings
 from trackable.exceptions import AmbiguousField, NotRegistered, TrackableError, UnknownField
 from trackable.sites import site
 
-__all__ = ["BadLink", "Link", "sign_link", "read_link", "track_url", "beacon_url"]
+__all__ = ["BadLink", "Link", "sign_link", "read_link", "check_target", "track_url", "beacon_url"]
 
 SALT = "trackable.links"
 
@@ -52,7 +52,7 @@ def sign_link(
     if target is None and hasattr(obj, "get_absolute_url"):
         target = obj.get_absolute_url()
     if target is not None:
-        _check_target(str(target))
+        check_target(str(target))
     return _token(obj, field, None if target is None else str(target), data_model)
 
 
@@ -87,11 +87,12 @@ def read_link(token: str) -> Link:
     except (LookupError, ValueError, TypeError, ValidationError, NotRegistered, UnknownField, AmbiguousField) as err:
         raise BadLink(f"This tracking link names nothing tracked here: {err}") from err
     if target is not None:
-        _check_target(target)
+        check_target(target)
     return Link(model, pk, field, target, data_model)
 
 
-def _check_target(target: str) -> None:
+def check_target(target: str) -> None:
+    """Raise BadLink unless `target` is an http(s) URL or a path of this site."""
     parts = urlsplit(target)
     if parts.scheme not in ("", "http", "https") or (not parts.scheme and not target.startswith("/")):
         raise BadLink(f"Tracking links redirect to http(s) URLs or site paths, not {target[:80]!r}.")

@@ -44,7 +44,7 @@ def tracked_link(
 ) -> SafeString:
     """Render <a href="target"> that counts `field` of `obj` when clicked (a beacon, never the GET)."""
     href = target if target is not None else obj.get_absolute_url()
-    links.sign_link(obj, field, href)  # refuses javascript: and scheme-relative targets
+    links.check_target(str(href))  # refuses javascript: and scheme-relative targets
     attribute = "ping" if ping else "data-trackable-beacon"
     # class_="button" → class="button", aria_label="…" → aria-label="…" (values escaped by flatatt)
     extra = flatatt({name.rstrip("_").replace("_", "-"): value for name, value in attrs.items()})
