@@ -102,16 +102,18 @@ def fill(parents: int) -> int:
         return cursor.fetchone()[0]
 
 
-def median_ms(fn, runs: int) -> float:
-    """Return the median wall time of `fn()` in milliseconds, after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
+def medians_ms(runs: int, *fns) -> list[float]:
+    """Return the median wall time in ms of each of `fns`, timed interleaved so load drift hits all alike."""
+    for fn in fns:
         fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, bucket in zip(fns, times):
+            started = time.perf_counter()
+            fn()
+            bucket.append((time.perf_counter() - started) * 1000)
+    return [statistics.median(t) for t in times]
 
 
 def raw(sql: str, params: list):
@@ -162,22 +164,27 @@ def measure(parents: int, runs: int, rows: int, indexes: str) -> None:
 
     points = query.series(article, "reads", YEAR_START, YEAR_END, granularity="day")
     assert len(points) == 365, len(points)
-    series = median_ms(lambda: query.series(article, "reads", YEAR_START, YEAR_END, granularity="day"), runs)
     window = [ct, article.pk, YEAR_START, YEAR_END]
     where = f"FROM {table} WHERE content_type_id = %s AND object_id = %s AND collected_during >= %s AND collected_during < %s"
-    count = median_ms(raw(f"SELECT count(*) {where}", window), runs)
-    hand = median_ms(raw(f"SELECT date_trunc('day', collected_during AT TIME ZONE %s), sum(reads) {where} GROUP BY 1",
-                         [ZONE, *window]), runs)
+    series, count, hand = medians_ms(
+        runs,
+        lambda: query.series(article, "reads", YEAR_START, YEAR_END, granularity="day"),
+        raw(f"SELECT count(*) {where}", window),
+        raw(f"SELECT date_trunc('day', collected_during AT TIME ZONE %s), sum(reads) {where} GROUP BY 1", [ZONE, *window]),
+    )
     emit("series_1y_hourly_to_days", series, "raw SELECT count(*) of the same 8760 rows", count, 10, **common)
     emit("series_1y_hourly_to_days", series, "hand-written date_trunc GROUP BY", hand, 10, **common)
 
     assert len(query.top(Article, "reads", MONTH_START, MONTH_END)) == 10
-    top = median_ms(lambda: query.top(Article, "reads", MONTH_START, MONTH_END, n=10), runs)
-    top_objects = median_ms(lambda: query.top_objects(Article, "reads", MONTH_START, MONTH_END, n=10), runs)
     month = [ct, MONTH_START, MONTH_END]
     where = f"FROM {table} WHERE content_type_id = %s AND collected_during >= %s AND collected_during < %s"
-    count = median_ms(raw(f"SELECT count(*) {where}", month), runs)
-    hand = median_ms(raw(f"SELECT object_id, sum(reads) AS t {where} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10", month), runs)
+    top, top_objects, count, hand = medians_ms(
+        runs,
+        lambda: query.top(Article, "reads", MONTH_START, MONTH_END, n=10),
+        lambda: query.top_objects(Article, "reads", MONTH_START, MONTH_END, n=10),
+        raw(f"SELECT count(*) {where}", month),
+        raw(f"SELECT object_id, sum(reads) AS t {where} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10", month),
+    )
     month_rows = raw(f"SELECT count(*) {where}", month)()[0][0]
     emit("top10_month", top, f"raw SELECT count(*) of the same {month_rows} rows", count, 100, **common)
     emit("top10_month", top, "hand-written GROUP BY ORDER BY LIMIT", hand, 100, **common)
