@@ -289,3 +289,33 @@ def test_unsaved_and_unregistered_objects(db):
         query.total(Article(title="x"), "impressions")
     with pytest.raises(QueryError, match="The model ContentType is not registered with trackable"):
         query.total(ContentType.objects.first(), "impressions")
+
+
+@override_settings(TRACKABLE_TIME_ZONE="Europe/Paris")
+def test_last_buckets_are_whole_local_buckets_across_a_clock_change():
+    now = paris(2026, 3, 30, 9, 15)
+    assert query.last_buckets(3, "day", now=now) == (paris(2026, 3, 28), paris(2026, 3, 31))
+    assert query.last_buckets(1, "month", now=now) == (paris(2026, 3, 1), paris(2026, 4, 1))
+    # The two 02:00 hours of the fall-back night (ambiguous local times compare by UTC, per PEP 495).
+    assert query.last_buckets(2, "hour", now=paris(2026, 10, 25, 2, 30, fold=1)) == (utc(2026, 10, 25, 0), utc(2026, 10, 25, 2))
+    with pytest.raises(QueryError, match="^Ask for at least one bucket, not 0.$"):
+        query.last_buckets(0, "day")
+
+
+def test_model_totals_sum_every_parent_in_one_query(db, django_assert_num_queries):
+    a, b = Article.objects.create(title="a"), Article.objects.create(title="b")
+    add_rows(ArticleTrackableData, a, {utc(2026, 5, 1): {"impressions": 2, "click_throughs": 1}})
+    add_rows(ArticleTrackableData, b, {utc(2026, 5, 2): {"impressions": 5}, utc(2026, 6, 2): {"impressions": 50}})
+    with django_assert_num_queries(1):
+        sums = query.model_totals(Article, ["impressions", "click_throughs"], utc(2026, 5, 1), utc(2026, 6, 1))
+    assert sums == {"impressions": 7, "click_throughs": 1}
+
+
+def test_top_objects_of_a_filtered_queryset_rank_among_its_own(db, django_assert_num_queries):
+    a, b, c = (Article.objects.create(title=t) for t in ("keep a", "drop b", "keep c"))
+    add_rows(ArticleTrackableData, a, {utc(2026, 5, 1): {"impressions": 1}})
+    add_rows(ArticleTrackableData, b, {utc(2026, 5, 1): {"impressions": 100}})
+    add_rows(ArticleTrackableData, c, {utc(2026, 5, 1): {"impressions": 5}})
+    with django_assert_num_queries(1):
+        objects = query.top_objects(Article.objects.filter(title__startswith="keep"), "impressions", n=2)
+    assert [(o.title, o.trackable_total) for o in objects] == [("keep c", 5), ("keep a", 1)]

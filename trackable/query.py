@@ -168,13 +168,16 @@ def top_objects(
     name: str = "trackable_total",
     data_model: type[models.Model] | None = None,
 ) -> list[models.Model]:
-    """Return the `n` parent objects with the highest total, each with it as attribute `name`.
+    """Return the `n` objects of `queryset` with the highest total, each with it as attribute `name`.
 
-    Parents without rows in the window are left out; so are rows of deleted parents.
+    The ranking is among the objects of the queryset (a filtered one ranks only its own); parents
+    without rows in the window are left out, and so are rows of deleted parents.
     """
     qs = queryset._default_manager.all() if isinstance(queryset, type) else queryset
     dm = data_model_for(qs.model, field, data_model)
-    ranked = _ranked(dm, qs.model, field, start, end, n, qs.db).values("object_id")
+    # Only a filtered queryset needs the semi-join; ranking every parent skips it.
+    among = qs.order_by().values("pk") if qs.query.has_filters() else None
+    ranked = _ranked(dm, qs.model, field, start, end, n, qs.db, among).values("object_id")
     chosen = qs.filter(pk__in=_as_pk(ranked, qs.model, dm))
     return list(annotate_total(chosen, field, start, end, name=name, data_model=dm).order_by(f"-{name}", "pk"))
 
@@ -245,10 +248,16 @@ def _sums(rows: models.QuerySet, fields: Any) -> dict[str, int]:
     return {f: int(sums[f]) for f in fields}
 
 
-def _ranked(dm: Any, model: Any, field: str, start: Any, end: Any, n: int, using: str | None) -> models.QuerySet:
-    """Return the rows of `model`'s parents grouped per parent, the `n` highest totals `t` first."""
+def _ranked(
+    dm: Any, model: Any, field: str, start: Any, end: Any, n: int, using: str | None, among: Any = None
+) -> models.QuerySet:
+    """Return the rows of `model`'s parents (those in `among`, if given) per parent, highest totals `t` first."""
     n = _check_n(n)
     rows = _window(_rows_of_model(dm, model, using), dm, start, end)
+    if among is not None:
+        if _pk_kind(model) != _pk_kind(dm, "object_id"):
+            among = among.values(oid=Cast("pk", dm._meta.get_field("object_id"))).values("oid")
+        rows = rows.filter(object_id__in=among)
     return rows.values("object_id").annotate(t=Sum(field)).order_by("-t", "object_id")[:n]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
 
@@ -29,8 +30,6 @@ __all__ = [
 ]
 
 MAX_BUCKETS = 100_000  # a series longer than this is a mistake (minutes over years), not a chart
-
-
 
 
 def last_buckets(
@@ -60,7 +59,7 @@ def resolve_zone(tz: str | tzinfo | None) -> ZoneInfo:
     if isinstance(tz, str):
         try:
             return get_zone(tz)
-        except Exception as err:  # ImproperlyConfigured names the setting; here the caller named the zone
+        except ImproperlyConfigured as err:  # that message names the setting; here the caller named the zone
             raise QueryError(f"Unknown time zone {tz!r}; give an IANA zone name such as 'Europe/Paris'.") from err
     if tz is UTC:
         return get_zone("UTC")
