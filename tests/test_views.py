@@ -377,3 +377,21 @@ def test_status_tells_how_fresh_the_numbers_are(client, article, staff):
 def test_tracked_link_refuses_an_unsafe_target(article):
     with pytest.raises(links.BadLink, match="^Tracking links redirect to http\\(s\\) URLs or site paths, not 'javascript:alert\\(1\\)'.$"):
         render('{% tracked_link article "click_throughs" "javascript:alert(1)" %}', article=article)
+
+
+@override_settings(TRACKABLE_REGISTER_ADMIN=True)
+def test_registered_data_model_admin_page_lists_rows_by_bucket(client, article, django_user_model):
+    from trackable.admin import register_data_model_admin, unregister_data_model_admin
+
+    assert register_data_model_admin(ArticleTrackableData)
+    try:
+        client.force_login(django_user_model.objects.create_superuser("root", password="pw"))
+        add_rows(ArticleTrackableData, article, {utc(2026, 5, 1): {"impressions": 3}, utc(2026, 6, 1): {"impressions": 4}})
+        url = reverse("admin:testapp_articletrackabledata_changelist")
+        page = client.get(url, {"collected_during__year": "2026", "collected_during__month": "6"}).content.decode()
+        assert "1 article trackable data" in page
+        assert '<td class="field-impressions">4</td>' in page and '<td class="field-impressions">3</td>' not in page
+        assert "By collected during" in page  # the bucket filter
+        assert '<nav class="toplinks">' in page and 'class="date-back">&lsaquo; 2026</a>' in page  # drill-down
+    finally:
+        unregister_data_model_admin(ArticleTrackableData)
