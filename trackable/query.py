@@ -23,7 +23,7 @@ from django.db import models
 from django.db.models import F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Cast, Coalesce, Trunc
 
-from trackable.buckets import UTC, bucket_start
+from trackable.buckets import DAY, MONTH, UTC, WEEK, YEAR, bucket_start
 from trackable.exceptions import QueryError
 from trackable.models import TrackableTimeSeriesData
 from trackable.rollups import bucket_starts, check_rollup, last_buckets, resolve_zone, sql_trunc_kind, sql_zone
@@ -45,6 +45,9 @@ __all__ = [
     "model_totals",
     "last_folded",
 ]
+
+
+DATE_KINDS = frozenset({DAY, WEEK, MONTH, YEAR})
 
 
 class Point(NamedTuple):
@@ -100,19 +103,23 @@ def series(
     buckets = bucket_starts(first, end, target, zone)
     rows = _rows(dm, obj, using).filter(collected_during__gte=first, collected_during__lt=end)
     kind = sql_trunc_kind(dm, target, zone, first, end)
-    if kind is None:
-        grouped = rows.values(bucket=F("collected_during"))
+    local = [b.astimezone(zone) for b in buckets]
+    if kind in DATE_KINDS:
+        # Day and coarser buckets start at local midnights: the local date is the key, which spares
+        # converting every row back to an aware datetime.
+        keys: list[Any] = [b.date() for b in local]
+        grouped = rows.annotate(bucket=Trunc("collected_during", kind, output_field=models.DateField(), tzinfo=zone))
     else:
-        grouped = rows.annotate(bucket=Trunc("collected_during", kind, tzinfo=sql_zone(kind, zone))).values("bucket")
-    sums: dict[datetime, int] = dict.fromkeys(buckets, 0)
-    for bucket, value in grouped.annotate(n=Sum(field)).order_by().values_list("bucket", "n"):
-        # A local bucket start from Trunc finds its UTC key; rows of zones with odd offsets, grouped per
-        # row in SQL, are re-cut into their bucket here.
-        key = bucket.astimezone(UTC)  # same-zone keys compare fast
-        if key not in sums:
+        keys = buckets
+        trunc = Trunc("collected_during", kind, tzinfo=sql_zone(kind, zone)) if kind else F("collected_during")
+        grouped = rows.annotate(bucket=trunc)
+    sums = dict.fromkeys(keys, 0)
+    for bucket, value in grouped.values("bucket").annotate(n=Sum(field)).order_by().values_list("bucket", "n"):
+        key = bucket if kind in DATE_KINDS else bucket.astimezone(UTC)
+        if key not in sums:  # sub-hour rows of zones with odd offsets, grouped per row in SQL
             key = bucket_start(bucket, target, zone)
-        sums[key] = sums.get(key, 0) + int(value or 0)
-    return [Point(b.astimezone(zone), sums[b]) for b in buckets]
+        sums[key] += int(value or 0)
+    return [Point(start_, sums[key]) for start_, key in zip(local, keys)]
 
 
 def total(
