@@ -381,9 +381,19 @@ def test_tracked_link_refuses_an_unsafe_target(article):
 
 @override_settings(TRACKABLE_REGISTER_ADMIN=True)
 def test_registered_data_model_admin_page_lists_rows_by_bucket(client, article, django_user_model):
+    import importlib
+
+    from django.urls import clear_url_caches
+
+    import tests.urls
     from trackable.admin import register_data_model_admin, unregister_data_model_admin
 
+    def reload_urls():  # admin URLs are computed when the URLconf is imported
+        importlib.reload(tests.urls)
+        clear_url_caches()
+
     assert register_data_model_admin(ArticleTrackableData)
+    reload_urls()
     try:
         client.force_login(django_user_model.objects.create_superuser("root", password="pw"))
         add_rows(ArticleTrackableData, article, {utc(2026, 5, 1): {"impressions": 3}, utc(2026, 6, 1): {"impressions": 4}})
@@ -395,3 +405,4 @@ def test_registered_data_model_admin_page_lists_rows_by_bucket(client, article, 
         assert '<nav class="toplinks">' in page and 'class="date-back">&lsaquo; 2026</a>' in page  # drill-down
     finally:
         unregister_data_model_admin(ArticleTrackableData)
+        reload_urls()
