@@ -39,7 +39,9 @@ setup(
             "pytest-django>=4.8",
             "pytest-timeout>=2.2",
             "hypothesis>=6.100",
+            "selenium>=4.20",
         ],
+        "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
     },
     classifiers=[

@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",  # the live server of tests/test_browser.py serves admin CSS and beacon.js
     "django_celery_beat",
     "trackable",
     "tests.testapp",
@@ -46,6 +47,7 @@ TEMPLATES = [
     }
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "/static/"
 
 if TEST_DB == "postgres":
     DATABASES = {

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.urls import include, path
 
 from tests.testapp.models import Article, Player, Video
 from trackable.messaging import send_increment_message, send_message
@@ -26,6 +26,7 @@ def player_visit(request, pk):
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("trackable/", include("trackable.urls")),
     path("articles/<int:pk>/", article_detail, name="article"),
     path("videos/<uuid:pk>/play/", video_play, name="video-play"),
     path("players/<str:pk>/visit/", player_visit, name="player-visit"),

@@ -6,11 +6,19 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.db import models
+from django.utils.html import format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from trackable.conf import settings
 from trackable.models import Spider, TrackableTimeSeriesData, counter_fields
 
-__all__ = ["TrackableDataAdmin", "SpiderAdmin", "register_data_model_admin", "unregister_data_model_admin"]
+__all__ = [
+    "TrackableDataAdmin",
+    "TrackableChartsMixin",
+    "SpiderAdmin",
+    "register_data_model_admin",
+    "unregister_data_model_admin",
+]
 
 
 class TrackableDataAdmin(admin.ModelAdmin):
@@ -19,6 +27,12 @@ class TrackableDataAdmin(admin.ModelAdmin):
     list_select_related = ("content_type",)
     search_fields = ("object_id",)
 
+    def __init__(self, model: type[models.Model], admin_site: Any) -> None:
+        super().__init__(model, admin_site)
+        if self.date_hierarchy is None and issubclass(model, TrackableTimeSeriesData):
+            # Drill down by year, month and day of the bucket, on top of the list filter.
+            self.date_hierarchy = "collected_during"
+
     def get_list_display(self, request: Any) -> list[str]:
         timed = ["collected_during"] if issubclass(self.model, TrackableTimeSeriesData) else []
         return ["content_type", "object_id", *timed, *counter_fields(self.model)]
@@ -26,7 +40,6 @@ class TrackableDataAdmin(admin.ModelAdmin):
     def get_list_filter(self, request: Any) -> list[Any]:
         timed = [("collected_during", admin.DateFieldListFilter)] if issubclass(self.model, TrackableTimeSeriesData) else []
         return ["content_type", *timed]
-
 
     def has_add_permission(self, request: Any) -> bool:
         return False
@@ -52,6 +65,52 @@ class SpiderForm(forms.ModelForm):
         except ValueError as err:
             raise forms.ValidationError(str(err)) from err
         return pattern
+
+
+class TrackableChartsMixin:
+    """Show charts of a parent's counters on its change page; mix into the parent's ModelAdmin.
+
+    ``class ArticleAdmin(TrackableChartsMixin, admin.ModelAdmin)``. The charts appear as a read-only
+    field named ``trackable_charts`` (add it to ``fieldsets`` yourself if you declare them).
+    """
+
+    trackable_chart_fields: tuple[str, ...] | None = None  # None: every counter of every time-series data model
+    trackable_chart_days: int | None = None  # None: TRACKABLE_DEFAULT_WINDOW_DAYS
+    trackable_chart_granularity: str | None = None  # None: the data model's, rolled up to days if finer
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        return fields if "trackable_charts" in fields else (*fields, "trackable_charts")
+
+    def get_trackable_chart_fields(self, obj: models.Model) -> list[tuple[str, type[models.Model]]]:
+        """Return the (field, data model) pairs to chart for `obj`."""
+        from trackable.sites import site
+
+        pairs = [
+            (name, dm)
+            for dm in site.get_data_models(type(obj))
+            if issubclass(dm, TrackableTimeSeriesData)
+            for name in counter_fields(dm)
+        ]
+        if self.trackable_chart_fields is not None:
+            pairs = [(name, dm) for name, dm in pairs if name in self.trackable_chart_fields]
+        return pairs
+
+    @admin.display(description=_("Counts"))
+    def trackable_charts(self, obj: models.Model | None) -> str:
+        """Render one chart per counter (one SQL query each)."""
+        from trackable.charts import chart_of
+
+        if obj is None or obj.pk is None:
+            return "—"
+        return format_html_join(
+            "",
+            "{}",
+            (
+                (chart_of(obj, name, days=self.trackable_chart_days, granularity=self.trackable_chart_granularity, data_model=dm),)
+                for name, dm in self.get_trackable_chart_fields(obj)
+            ),
+        )
 
 
 class SpiderAdmin(admin.ModelAdmin):

@@ -1,20 +1,33 @@
 """Time bucketing: the aware UTC start of the bucket an event time falls in."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "GRANULARITIES", "bucket_start", "get_zone"]
+__all__ = [
+    "MINUTE",
+    "HOUR",
+    "DAY",
+    "WEEK",
+    "MONTH",
+    "YEAR",
+    "GRANULARITIES",
+    "bucket_start",
+    "next_bucket_start",
+    "get_zone",
+]
 
 MINUTE = "minute"
 HOUR = "hour"
 DAY = "day"
 WEEK = "week"  # ISO weeks, starting on Monday
 MONTH = "month"
-GRANULARITIES = (MINUTE, HOUR, DAY, WEEK, MONTH)
+YEAR = "year"
+# Finest first: a series can be rolled up from one granularity to any later one.
+GRANULARITIES = (MINUTE, HOUR, DAY, WEEK, MONTH, YEAR)
 
 UTC = timezone.utc
 
@@ -61,6 +74,8 @@ def bucket_start(moment: datetime, granularity: str, zone: ZoneInfo | str = "UTC
         start = _local_midnight(local.date() - timedelta(days=local.weekday()), zone)
     elif granularity == MONTH:
         start = _local_midnight(local.date().replace(day=1), zone)
+    elif granularity == YEAR:
+        start = _local_midnight(local.date().replace(month=1, day=1), zone)
     else:
         check_granularity(granularity)
         raise AssertionError("unreachable")
@@ -74,6 +89,28 @@ def _local_midnight(day, zone: ZoneInfo) -> datetime:
     # Where clocks spring forward at midnight (e.g. America/Santiago), 00:00 does not exist; the
     # round trip through UTC lands on the first real instant of the day.
     return candidate.astimezone(UTC).astimezone(zone)
+
+
+def next_bucket_start(start: datetime, granularity: str, zone: ZoneInfo | str = "UTC") -> datetime:
+    """Return the aware UTC start of the bucket after the one starting at `start`."""
+    if isinstance(zone, str):
+        zone = get_zone(zone)
+    if granularity in (MINUTE, HOUR):
+        # Minutes and hours are fixed lengths of real time; re-cutting keeps odd offsets aligned.
+        step = timedelta(minutes=1) if granularity == MINUTE else timedelta(hours=1)
+        return bucket_start(start + step, granularity, zone)
+    day = start.astimezone(zone).date()
+    if granularity == DAY:
+        day += timedelta(days=1)
+    elif granularity == WEEK:
+        day += timedelta(days=7 - day.weekday())
+    elif granularity == MONTH:
+        day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    elif granularity == YEAR:
+        day = date(day.year + 1, 1, 1)
+    else:
+        check_granularity(granularity)
+    return _local_midnight(day, zone).astimezone(UTC)
 
 
 def from_timestamp_ms(ms: int) -> datetime:

@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     "IMPORT_CHUNK_LINES": 50_000,  # lines (or source rows) committed per transaction and ledger row
     # Retention: {"app_label.Model": {"rollup_after_days": 90, "rollup_to": "day", "delete_after_days": 730}}.
     "RETENTION": {},
+    # Reading the numbers: JSON API permission, signed tracking links, default window of charts and API.
+    "API_PERMISSION": "trackable.api.is_staff",  # dotted path to a callable(request) -> bool
+    "LINK_MAX_AGE": None,  # seconds a signed tracking link stays valid; None: no expiry
+    "DEFAULT_WINDOW_DAYS": 30,  # days shown when a chart, the dashboard or the API is given no window
 }
 
 # Old spelling → new name; honoured with a TrackableDeprecationWarning.

@@ -11,6 +11,7 @@ __all__ = [
     "AmbiguousField",
     "TrackableConnectionError",
     "MalformedMessage",
+    "QueryError",
     "TrackableDeprecationWarning",
     "ImproperlyConfigured",
 ]
@@ -42,6 +43,10 @@ class TrackableConnectionError(TrackableError, ConnectionError):
 
 class MalformedMessage(TrackableError, ValueError):
     """A message taken off the queue is not a valid django-trackable message."""
+
+
+class QueryError(TrackableError, ValueError):
+    """The arguments of a query do not make sense (unknown field, end before start, ...)."""
 
 
 class TrackableDeprecationWarning(DeprecationWarning):

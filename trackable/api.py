@@ -1,0 +1,244 @@
+"""Read-only JSON (and CSV) endpoints for series, totals and top-N, permission-checked.
+
+Who may read is decided by TRACKABLE_API_PERMISSION, a dotted path to a callable taking the request
+and returning a bool: ``trackable.api.is_staff`` (the default), ``trackable.api.is_authenticated``,
+``trackable.api.allow_any`` or your own.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import io
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import models
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.module_loading import import_string
+from django.views.decorators.http import require_GET
+
+from trackable import query
+from trackable.conf import settings
+from trackable.sites import site
+
+__all__ = [
+    "is_staff",
+    "is_authenticated",
+    "allow_any",
+    "ApiError",
+    "api_view",
+    "parse_window",
+    "series_view",
+    "totals_view",
+    "top_view",
+    "status_view",
+]
+
+
+def is_staff(request: HttpRequest) -> bool:
+    """Allow active staff users (the default TRACKABLE_API_PERMISSION)."""
+    user = getattr(request, "user", None)
+    return bool(user and user.is_active and user.is_staff)
+
+
+def is_authenticated(request: HttpRequest) -> bool:
+    """Allow any signed-in user."""
+    user = getattr(request, "user", None)
+    return bool(user and user.is_authenticated)
+
+
+def allow_any(request: HttpRequest) -> bool:
+    """Allow everybody: the counts are public."""
+    return True
+
+
+class ApiError(Exception):
+    """A request the API answers with an error status and a sentence."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _permission() -> Callable[[HttpRequest], bool]:
+    path = settings.API_PERMISSION
+    try:
+        return import_string(path) if isinstance(path, str) else path
+    except ImportError as err:
+        raise ImproperlyConfigured(
+            f"TRACKABLE_API_PERMISSION is {path!r}, which cannot be imported; name a callable(request) -> bool "
+            "such as 'trackable.api.is_staff'."
+        ) from err
+
+
+def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Check the permission, then answer ApiError and query.QueryError as JSON errors."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not _permission()(request):
+            return JsonResponse({"error": "You may not read tracking data; sign in as a permitted user."}, status=403)
+        try:
+            return view(request, *args, **kwargs)
+        except ApiError as err:
+            return JsonResponse({"error": str(err)}, status=err.status)
+        except query.QueryError as err:
+            return JsonResponse({"error": str(err)}, status=400)
+
+    return require_GET(wrapper)
+
+
+def _parent_model(label: str) -> type[models.Model]:
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError):
+        model = None
+    if model is None or not site.is_registered(model):
+        raise ApiError(f"{label!r} is not a tracked model; use an 'app_label.model' label of a registered parent.", 404)
+    return model
+
+
+def _parent(label: str, raw_pk: str) -> models.Model:
+    model = _parent_model(label)
+    try:
+        pk = model._meta.pk.to_python(raw_pk)
+    except ValidationError as err:
+        raise ApiError(f"{raw_pk!r} is not a primary key of {model._meta.label_lower}.") from err
+    return model(pk=pk)  # the counts are keyed by pk: no need to load the object
+
+
+def _moment(raw: str, name: str, zone: Any) -> datetime:
+    parsed = parse_datetime(raw)
+    if parsed is None:
+        day = parse_date(raw)
+        if day is None:
+            raise ApiError(f"{name}={raw!r} is not an ISO 8601 date or datetime, e.g. 2026-05-01 or 2026-05-01T12:00Z.")
+        parsed = datetime.combine(day, time())
+    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=zone)
+
+
+def parse_window(request: HttpRequest, zone: Any) -> tuple[datetime, datetime]:
+    """Return (start, end) from ?start= and ?end= (ISO 8601), defaulting to the last DEFAULT_WINDOW_DAYS days."""
+    end = _moment(request.GET["end"], "end", zone) if request.GET.get("end") else timezone.now()
+    if request.GET.get("start"):
+        start = _moment(request.GET["start"], "start", zone)
+    else:
+        start = end - timedelta(days=settings.DEFAULT_WINDOW_DAYS)
+    return start, end
+
+
+def _zone(request: HttpRequest) -> Any:
+    return query.resolve_zone(request.GET.get("tz") or None)
+
+
+def _field(request: HttpRequest) -> str:
+    field = request.GET.get("field")
+    if not field:
+        raise ApiError("Name the counter field to read with ?field=.")
+    return field
+
+
+def _csv(name: str, header: list[str], rows: list[list[Any]]) -> HttpResponse:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    return response
+
+
+def _pk_json(pk: Any) -> Any:
+    return pk if isinstance(pk, int) else str(pk)
+
+
+@api_view
+def series_view(request: HttpRequest, parent: str, pk: str) -> HttpResponse:
+    """Answer the series of one field of one object: ?field=&start=&end=&granularity=&tz=&format=csv."""
+    obj, field, zone = _parent(parent, pk), _field(request), _zone(request)
+    start, end = parse_window(request, zone)
+    granularity = request.GET.get("granularity") or None
+    tz = request.GET.get("tz") or None
+    points = query.series(obj, field, start, end, granularity=granularity, tz=tz)
+    granularity = granularity or query.data_model_for(type(obj), field).granularity
+    if request.GET.get("format") == "csv":
+        return _csv(f"{parent}-{pk}-{field}", ["bucket", field], [[p.start.isoformat(), p.value] for p in points])
+    return JsonResponse(
+        {
+            "parent": parent.lower(),
+            "pk": _pk_json(obj.pk),
+            "field": field,
+            "granularity": granularity,
+            "tz": zone.key,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "total": sum(p.value for p in points),
+            "points": [[p.start.isoformat(), p.value] for p in points],
+        }
+    )
+
+
+@api_view
+def totals_view(request: HttpRequest, parent: str, pk: str) -> HttpResponse:
+    """Answer the totals of one or more fields of one object: ?fields=a,b&start=&end= (all time without both)."""
+    obj = _parent(parent, pk)
+    fields = [f for f in (request.GET.get("fields") or request.GET.get("field") or "").split(",") if f]
+    if not fields:
+        raise ApiError("Name the counter fields to total with ?fields=a,b.")
+    zone = _zone(request)
+    windowed = request.GET.get("start") or request.GET.get("end")
+    start, end = parse_window(request, zone) if windowed else (None, None)
+    sums = query.totals(obj, fields, start, end)
+    if request.GET.get("format") == "csv":
+        return _csv(f"{parent}-{pk}-totals", ["field", "total"], [[f, n] for f, n in sums.items()])
+    return JsonResponse(
+        {
+            "parent": parent.lower(),
+            "pk": _pk_json(obj.pk),
+            "start": start and start.isoformat(),
+            "end": end and end.isoformat(),
+            "totals": sums,
+        }
+    )
+
+
+@api_view
+def top_view(request: HttpRequest, parent: str) -> HttpResponse:
+    """Answer the top-N objects of a parent model by a field: ?field=&start=&end=&n=10&format=csv."""
+    model, field, zone = _parent_model(parent), _field(request), _zone(request)
+    start, end = parse_window(request, zone)
+    raw_n = request.GET.get("n", "10")
+    if not raw_n.isdigit():
+        raise ApiError(f"n={raw_n!r} is not a whole number; ask for e.g. ?n=10.")
+    ranked = query.top(model, field, start, end, n=int(raw_n))
+    if request.GET.get("format") == "csv":
+        return _csv(f"{parent}-top-{field}", ["pk", field], [[e.object_id, e.total] for e in ranked])
+    return JsonResponse(
+        {
+            "parent": parent.lower(),
+            "field": field,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "top": [{"pk": _pk_json(e.object_id), "total": e.total} for e in ranked],
+        }
+    )
+
+
+
+@api_view
+def status_view(request: HttpRequest) -> HttpResponse:
+    """Answer how fresh the numbers are: when the last fold committed and how often folds run."""
+    last = query.last_folded()
+    age = None if last is None else round((timezone.now() - last).total_seconds(), 3)
+    return JsonResponse(
+        {
+            "last_folded": last and last.isoformat(),
+            "seconds_since_last_fold": age,
+            "collection_period": settings.COLLECTION_PERIOD,
+        }
+    )

@@ -1,0 +1,91 @@
+"""The staff dashboard: totals and top objects of every tracked model for a chosen window."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.db import models
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext as _
+
+from trackable import query
+from trackable.buckets import DAY
+from trackable.conf import settings
+from trackable.models import TrackableTimeSeriesData, counter_fields
+from trackable.sites import site
+
+__all__ = ["WINDOWS", "dashboard_view", "Section", "Counter"]
+
+WINDOWS = (1, 7, 30, 90, 365)  # the windows offered as links, in days (any other ?days= up to 3660 works)
+
+
+@dataclass
+class Counter:
+    """One counter field of one parent model: its total in the window and its top objects."""
+
+    field: str
+    label: str
+    total: int
+    top: list[tuple[str, str | None, int]] = field(default_factory=list)  # (name, link, total)
+
+
+@dataclass
+class Section:
+    """The counters of one data model of one parent model."""
+
+    parent: str
+    data_model: str
+    counters: list[Counter]
+
+
+def _link(obj: models.Model) -> str | None:
+    opts = obj._meta
+    if admin.site.is_registered(type(obj)):
+        try:
+            return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        except NoReverseMatch:
+            pass
+    return obj.get_absolute_url() if hasattr(obj, "get_absolute_url") else None
+
+
+def build_sections(start: Any, end: Any, n: int = 10) -> list[Section]:
+    """Return the dashboard's sections: one query for the totals of each data model, one per top list."""
+    sections = []
+    for dm in site.data_models():
+        if not issubclass(dm, TrackableTimeSeriesData):
+            continue
+        fields = counter_fields(dm)
+        for parent in site.parents_of(dm):
+            sums = query.model_totals(parent, fields, start, end, data_model=dm)
+            counters = []
+            for name in fields:
+                top = query.top_objects(parent, name, start, end, n=n, data_model=dm)
+                label = str(dm._meta.get_field(name).verbose_name)
+                counters.append(Counter(name, label, sums[name], [(str(o), _link(o), o.trackable_total) for o in top]))
+            sections.append(Section(str(parent._meta.verbose_name_plural), dm._meta.verbose_name, counters))
+    return sections
+
+
+@staff_member_required
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    """Show totals and the top 10 objects of every counter over the last ?days= days (staff only)."""
+    raw = request.GET.get("days", str(settings.DEFAULT_WINDOW_DAYS))
+    if not raw.isdigit() or not 1 <= int(raw) <= 3660:
+        return HttpResponseBadRequest("days must be a whole number of days from 1 to 3660.", content_type="text/plain")
+    days = int(raw)
+    start, end = query.last_buckets(days, DAY)
+    context = {
+        **admin.site.each_context(request),
+        "title": _("Tracking dashboard"),
+        "days": days,
+        "windows": WINDOWS,
+        "start": start,
+        "end": end,
+        "time_zone": settings.time_zone,
+        "sections": build_sections(start, end),
+    }
+    return render(request, "trackable/dashboard.html", context)

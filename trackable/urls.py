@@ -1,0 +1,16 @@
+"""URLs of django-trackable: include them with path("trackable/", include("trackable.urls"))."""
+from django.urls import path
+
+from trackable import api, dashboard, views
+
+app_name = "trackable"
+
+urlpatterns = [
+    path("go/<str:token>/", views.track_object, name="track"),
+    path("beacon/<str:token>/", views.beacon, name="beacon"),
+    path("api/status/", api.status_view, name="api-status"),
+    path("api/<str:parent>/top/", api.top_view, name="api-top"),
+    path("api/<str:parent>/<str:pk>/series/", api.series_view, name="api-series"),
+    path("api/<str:parent>/<str:pk>/totals/", api.totals_view, name="api-totals"),
+    path("dashboard/", dashboard.dashboard_view, name="dashboard"),
+]
