@@ -67,6 +67,6 @@ def test_naive_and_unknown_inputs_are_refused():
         bucket_start(datetime(2026, 1, 1), DAY)
     with pytest.raises(ValueError) as err:
         bucket_start(utc(2026, 1, 1), "fortnight")
-    assert str(err.value) == "Unknown granularity 'fortnight'; choose one of minute, hour, day, week, month."
+    assert str(err.value) == "Unknown granularity 'fortnight'; choose one of minute, hour, day, week, month, year."
     with pytest.raises(ImproperlyConfigured, match="Unknown time zone 'Mars/Olympus'"):
         get_zone("Mars/Olympus")

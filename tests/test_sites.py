@@ -100,7 +100,7 @@ def test_unknown_granularity_refused(site):
     with pytest.raises(ImproperlyConfigured) as err:
         site.register(Gadget, OddGranularityData)
     assert str(err.value) == (
-        "OddGranularityData.granularity is 'fortnight'; choose one of minute, hour, day, week, month."
+        "OddGranularityData.granularity is 'fortnight'; choose one of minute, hour, day, week, month, year."
     )
 
 

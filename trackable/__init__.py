@@ -18,9 +18,10 @@ __all__ = [
     "DAY",
     "WEEK",
     "MONTH",
+    "YEAR",
 ]
 
-from trackable.buckets import DAY, HOUR, MINUTE, MONTH, WEEK  # noqa: E402
+from trackable.buckets import DAY, HOUR, MINUTE, MONTH, WEEK, YEAR  # noqa: E402
 from trackable.exceptions import AlreadyRegistered, NotRegistered  # noqa: E402
 from trackable.sites import site  # noqa: E402
 

@@ -17,7 +17,7 @@ from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone as dj_timezone
 from kombu import Connection, Consumer, Producer
 
-from trackable import messages, transport
+from trackable import messages, redisqueue, transport
 from trackable.buckets import bucket_start, get_zone
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered
@@ -101,21 +101,14 @@ def process_messages(
     batch_size = batch_size or settings.BATCH_SIZE
     queues = [transport.queue_for(dm._meta.label_lower) for dm in chosen]
     conn = connection or transport.connection()
-    batch: list[Any] = []
     try:
         conn.ensure_connection(max_retries=3)
         channel = conn.channel()
         _restore_visible(conn, channel)
-        consumer = Consumer(channel, queues=queues, on_message=batch.append, auto_declare=True)
-        consumer.qos(prefetch_count=min(batch_size, 65535))
-        with consumer:
-            while max_messages is None or result.messages + result.duplicates + result.malformed < max_messages:
-                want = batch_size if max_messages is None else min(batch_size, max_messages - result.messages - result.duplicates - result.malformed)
-                _drain(conn, batch, want, idle_timeout)
-                if not batch:
-                    break
-                result.add(fold_batch(batch, channel))
-                batch.clear()
+        if conn.transport.driver_type == "redis":
+            _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result)
+        else:
+            _fold_consumer(conn, channel, queues, batch_size, max_messages, idle_timeout, result)
         _count_corrupt_files(channel, result)
         channel.close()
     finally:
@@ -127,6 +120,51 @@ def process_messages(
 
     record_fold_run(result)
     return result
+
+
+def _room(result: FoldResult, batch_size: int, max_messages: int | None) -> int:
+    """Return how many messages the next batch may take."""
+    if max_messages is None:
+        return batch_size
+    return min(batch_size, max_messages - result.messages - result.duplicates - result.malformed)
+
+
+def _fold_consumer(conn, channel, queues, batch_size, max_messages, idle_timeout, result) -> None:
+    """Fold through a kombu consumer (AMQP, filesystem://): the broker pushes up to a batch."""
+    batch: list[Any] = []
+    consumer = Consumer(channel, queues=queues, on_message=batch.append, auto_declare=True)
+    consumer.qos(prefetch_count=min(batch_size, 65535))
+    with consumer:
+        while (want := _room(result, batch_size, max_messages)) > 0:
+            _drain(conn, batch, want, idle_timeout)
+            if not batch:
+                break
+            result.add(fold_batch(batch, channel))
+            batch.clear()
+
+
+def _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result) -> None:
+    """Fold from Redis, taking each batch with one atomic pop-and-record script (see redisqueue)."""
+    names = [q.name for q in queues]
+    for queue in queues:
+        queue(channel).declare()
+    quiet_since, turn = time.monotonic(), 0
+    while (want := _room(result, batch_size, max_messages)) > 0:
+        turn += 1
+        order = names[turn % len(names):] + names[: turn % len(names)]  # no queue starves the others
+        batch = redisqueue.take(channel, order, want)
+        if not batch:
+            if time.monotonic() - quiet_since >= idle_timeout:
+                return
+            time.sleep(min(0.05, idle_timeout))
+            continue
+        quiet_since = time.monotonic()
+        try:
+            result.add(fold_batch(batch, channel))
+        except BaseException:
+            # Not a crash (a crash leaves them to restore_visible): give them back at once.
+            redisqueue.restore(channel, [m.delivery_tag for m in batch])
+            raise
 
 
 def _restore_visible(conn: Connection, channel: Any) -> None:
@@ -319,6 +357,9 @@ def _reason_kind(reason: str) -> str:
 
 def _ack(raws: list[Any], channel: Any) -> None:
     if not raws:
+        return
+    if isinstance(raws[0], redisqueue.RedisMessage):
+        redisqueue.ack(channel, [raw.delivery_tag for raw in raws])
         return
     if getattr(channel.connection.client, "transport", None) is not None and channel.connection.client.transport.driver_type == "amqp":
         last = max(raws, key=lambda r: r.delivery_tag)
