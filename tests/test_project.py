@@ -77,3 +77,23 @@ def test_demo_sets_up_folds_and_shows_rows(tmp_path):
     daily = int(lines[2].split(": ")[1].split()[0])
     assert 4 <= daily <= 4 * 15  # four items, at most fifteen calendar days each
     assert (tmp_path / "db.sqlite3").exists()
+
+
+@pytest.mark.no_broker
+def test_every_setting_is_documented_with_its_default():
+    import re
+
+    from trackable.conf import DEFAULTS
+
+    docs = [p.read_text() for p in (ROOT / "docs").glob("*.rst")]
+    undocumented = []
+    for name in DEFAULTS:
+        documented = False
+        for text in docs:
+            for match in re.finditer(rf"^``TRACKABLE_{name}``\s*$", text, re.M):
+                entry = text[match.end() : match.end() + 1500]
+                following = re.search(r"^``TRACKABLE_", entry, re.M)
+                documented |= "Default:" in (entry[: following.start()] if following else entry)
+        if not documented:
+            undocumented.append(f"TRACKABLE_{name}")
+    assert undocumented == []
