@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from shop import views
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("items/<int:pk>/", views.item_detail, name="item"),
     path("items/<int:pk>/buy/", views.buy, name="buy"),
     path("admin/", admin.site.urls),
+    path("trackable/", include("trackable.urls")),
 ]

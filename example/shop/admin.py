@@ -1,8 +1,11 @@
 from django.contrib import admin
 
+from trackable.admin import TrackableChartsMixin
+
 from .models import Item
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(TrackableChartsMixin, admin.ModelAdmin):
     list_display = ("name", "price")
+    trackable_chart_days = 14

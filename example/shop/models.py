@@ -8,6 +8,7 @@ import trackable
 class Item(models.Model):
     name = models.CharField(max_length=60)
     price = models.PositiveIntegerField(help_text="in gold coins")
+    wiki_url = models.URLField(blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -24,15 +25,16 @@ class ItemTrackableData(trackable.TrackableTimeSeriesData):
 
     views = models.PositiveIntegerField(default=0)
     purchases = models.PositiveIntegerField(default=0)
+    wiki_clicks = models.PositiveIntegerField(default=0)
 
     class Meta(trackable.TrackableTimeSeriesData.Meta):
         verbose_name_plural = "item data (daily)"
 
 
 class ItemHourlyData(trackable.TrackableTimeSeriesData):
-    """Views of an item per hour."""
+    """Visits of an item page per hour."""
 
-    views = models.PositiveIntegerField(default=0)
+    visits = models.PositiveIntegerField(default=0)
 
     granularity = trackable.HOUR
 

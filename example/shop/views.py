@@ -1,28 +1,25 @@
 """Pages of the demo shop; each sends tracking messages and returns without writing the database."""
-from django.db.models import Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from trackable import query
 from trackable.messaging import send_increment_message
 
-from .models import Item, ItemHourlyData, ItemTrackableData
+from .models import Item
 
 
 def index(request):
-    totals = {
-        row["object_id"]: row
-        for row in ItemTrackableData.objects.values("object_id").annotate(views=Sum("views"), purchases=Sum("purchases"))
-    }
-    items = [(item, totals.get(item.pk, {})) for item in Item.objects.all()]
-    return render(request, "shop/index.html", {"items": items})
+    # Items ordered by their views over the last 7 days: one SQL query, from the folded rows.
+    start, end = query.last_buckets(7, "day")
+    items = query.annotate_total(Item.objects.all(), "views", start, end, name="views_7d").order_by("-views_7d", "name")
+    return render(request, "shop/index.html", {"items": items, "last_folded": query.last_folded()})
 
 
 def item_detail(request, pk):
     item = get_object_or_404(Item, pk=pk)
-    send_increment_message(request, item, "views", data_model=ItemTrackableData)
-    send_increment_message(request, item, "views", data_model=ItemHourlyData)
-    rows = ItemTrackableData.objects.filter(object_id=item.pk).order_by("-collected_during")[:14]
-    return render(request, "shop/item.html", {"item": item, "rows": rows})
+    send_increment_message(request, item, "views")
+    send_increment_message(request, item, "visits")
+    return render(request, "shop/item.html", {"item": item, "last_folded": query.last_folded()})
 
 
 @require_POST
@@ -30,4 +27,3 @@ def buy(request, pk):
     item = get_object_or_404(Item, pk=pk)
     send_increment_message(request, item, "purchases")
     return redirect(item)
-

@@ -12,7 +12,12 @@ from shop.models import Item, ItemHourlyData, ItemTrackableData
 from trackable import messages, transport
 from trackable.messaging import process_messages
 
-ITEMS = [("Iron sword", 120), ("Healing potion", 15), ("Dragon scale", 900), ("Map of the north", 40)]
+ITEMS = [
+    ("Iron sword", 120, "https://en.wikipedia.org/wiki/Sword"),
+    ("Healing potion", 15, "https://en.wikipedia.org/wiki/Potion"),
+    ("Dragon scale", 900, "https://en.wikipedia.org/wiki/Dragon"),
+    ("Map of the north", 40, "https://en.wikipedia.org/wiki/Map"),
+]
 
 
 class Command(BaseCommand):
@@ -37,6 +42,7 @@ class Command(BaseCommand):
         )
         url = f"http://127.0.0.1:{options['port']}/"
         self.stdout.write(self.style.SUCCESS(f"\nDemo shop: {url}   admin: {url}admin/ (user admin, password admin)"))
+        self.stdout.write(f"Dashboard: {url}trackable/dashboard/   JSON API: {url}trackable/api/shop.item/1/series/")
         self.stdout.write(f"A fold runs every {options['interval']:g}s in process {folder.pid}. Ctrl-C stops both.\n")
         try:
             call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False)
@@ -48,7 +54,7 @@ class Command(BaseCommand):
             get_user_model().objects.create_superuser("admin", "admin@example.com", "admin")
         if Item.objects.exists():
             return
-        items = [Item.objects.create(name=name, price=price) for name, price in ITEMS]
+        items = [Item.objects.create(name=name, price=price, wiki_url=url) for name, price, url in ITEMS]
         # Two weeks of past traffic, published with each event's own time so it lands in past buckets.
         rng = random.Random(7)
         now_ms = int(time.time() * 1000)
@@ -57,7 +63,7 @@ class Command(BaseCommand):
             for _ in range(rng.randint(150, 400)):
                 ts = now_ms - rng.randint(0, 14 * 86400 * 1000)
                 events["itemtrackabledata"].append(("shop.itemtrackabledata", "shop.item", item.pk, "views", 1, ts))
-                events["itemhourlydata"].append(("shop.itemhourlydata", "shop.item", item.pk, "views", 1, ts))
+                events["itemhourlydata"].append(("shop.itemhourlydata", "shop.item", item.pk, "visits", 1, ts))
                 if rng.random() < 0.1:
                     events["itemtrackabledata"].append(("shop.itemtrackabledata", "shop.item", item.pk, "purchases", 1, ts))
             for name, batch in events.items():
