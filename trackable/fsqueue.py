@@ -27,9 +27,13 @@ class Channel(filesystem.Channel):
 
     corrupt_files = 0
 
+    #: An empty queue's folder is listed again at most this often (seconds).
+    relist_interval = 0.05
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pending: dict[str, list[str]] = {}
+        self._listed_at = float("-inf")
 
     def _put(self, queue, payload, **kwargs):
         """Write `payload` under a hidden name, then rename it into `queue`'s place atomically."""
@@ -41,17 +45,26 @@ class Channel(filesystem.Channel):
             f.write(dumps(payload).encode("utf-8"))
         os.replace(tmp, os.path.join(folder, name))
 
+    def _refill(self) -> None:
+        """List the folder once and sort every queue's files, oldest last (pop() takes it)."""
+        pending: dict[str, list[str]] = {}
+        for name in os.listdir(self.data_folder_in):
+            if name[0] == "." or not name.endswith(".msg"):
+                continue
+            stamp, dot, queue = name[:-4].partition(".")  # "<ms>_<uuid>.<queue>.msg"
+            if dot and "_" in stamp:
+                pending.setdefault(queue, []).append(name)
+        for names in pending.values():
+            names.sort(reverse=True)
+        self._pending = pending
+        self._listed_at = time.monotonic()
+
     def _candidates(self, queue: str) -> list[str]:
         pending = self._pending.get(queue)
-        if not pending:
-            suffix = f".{queue}.msg"
-            pending = sorted(
-                (n for n in os.listdir(self.data_folder_in) if n.endswith(suffix) and n[0] != "." and n.count("_") >= 1),
-                reverse=True,  # pop() from the end takes the oldest first
-            )
-            pending = [n for n in pending if n[: -len(suffix)].count(".") == 0]
-            self._pending[queue] = pending
-        return pending
+        if not pending and time.monotonic() - self._listed_at >= self.relist_interval:
+            self._refill()
+            pending = self._pending.get(queue)
+        return pending if pending is not None else []
 
     def _get(self, queue):
         folder = self.data_folder_in
@@ -101,6 +114,7 @@ class Channel(filesystem.Channel):
                 except OSError:
                     pass
         self._pending.pop(queue, None)
+        self._listed_at = float("-inf")
         return count
 
 
