@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "CONNECT_TIMEOUT": 1.0,  # seconds the request path may wait for the broker
     # Request path: what a broker outage does to a view.
     "CAPTURE_CONNECTION_ERRORS": False,
+    # Producer buffer (trackable/buffer.py): gather up to this many events for at most this many
+    # seconds and publish them as one message per data model; 0 events means off (one message per send).
+    "BUFFER_MAX_EVENTS": 0,
+    "BUFFER_MAX_DELAY": 1.0,
     # Bad input: dead-letter malformed messages (kept) or remove them.
     "REMOVE_MALFORMED_MESSAGES": False,
     "MAX_MESSAGE_BYTES": 1024 * 1024,

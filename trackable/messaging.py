@@ -10,7 +10,7 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from trackable import messages, transport
+from trackable import buffer, messages, transport
 from trackable.conf import settings
 from trackable.exceptions import TrackableConnectionError
 from trackable.folding import FoldResult, process_messages
@@ -71,6 +71,9 @@ class TrackableMessage:
         grouped = self.build()  # bad input raises here, before anything is published or filtered
         if not self.should_send():
             return False
+        if settings.BUFFER_MAX_EVENTS > 0:
+            buffer.add(grouped)  # published later as one message per data model (trackable/buffer.py)
+            return True
         try:
             for data_label, events in grouped.items():
                 transport.publish(messages.build(events), data_label)

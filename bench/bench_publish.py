@@ -1,0 +1,121 @@
+"""P1, the request path: send_increment_message against a bare pooled kombu publish and a SQL UPDATE.
+
+    python bench/bench_publish.py --broker amqp
+    python bench/bench_publish.py --broker redis
+
+Prints one JSON line per figure: the value, the baseline measured in the same run, and their ratio.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from common import emit, median_of, parser, purge_queues, setup
+
+
+def per_call(fn, calls: int) -> float:
+    """Return the mean µs of one call of `fn` over `calls` calls."""
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - started) / calls * 1e6
+
+
+def bare_publisher(body: bytes, queue_name: str):
+    """Return a function that publishes `body` once through kombu.pools.producers."""
+    from kombu import Connection
+    from kombu.pools import producers
+
+    from trackable.conf import settings
+
+    conn = Connection(settings.broker_url, transport_options=dict(settings.BROKER_TRANSPORT_OPTIONS))
+    pool = producers[conn]
+
+    def publish() -> None:
+        with pool.acquire(block=True) as producer:
+            producer.publish(
+                body,
+                routing_key=queue_name,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                retry=False,
+            )
+
+    return publish
+
+
+def threaded_rate(fn, threads: int, calls: int) -> float:
+    """Return events/s of `threads` threads each calling `fn` `calls` times."""
+    from django.db import connection
+
+    def work() -> None:
+        for _ in range(calls):
+            fn()
+        connection.close()
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    started = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return threads * calls / (time.perf_counter() - started)
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=3000)
+    p.add_argument("--threads", type=int, default=8)
+    args = p.parse_args()
+    setup(args.broker)
+    from django.db.models import F
+    from django.test import override_settings
+
+    from tests.testapp.models import Article, ArticleTotals
+    from trackable import buffer, messages, transport
+    from trackable.messaging import IncrementMessage, send_increment_message
+
+    article = Article.objects.create(title="hot")
+    label = ArticleTotals._meta.label_lower
+    body = messages.build(IncrementMessage(None, article, "downloads").build()[label])
+    bare = bare_publisher(body, transport.queue_name(label))
+    send = lambda: send_increment_message(None, article, "downloads")  # noqa: E731
+    bare(), send()  # connect and declare outside the timings
+    common = {"broker": args.broker, "runs": args.runs}
+
+    def pair() -> tuple[float, float]:
+        ours, base = per_call(send, args.calls), per_call(bare, args.calls)
+        purge_queues()
+        return ours, base
+
+    pairs = [pair() for _ in range(args.runs)]
+    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    emit("P1 send_increment_message per call", median([a for a, _ in pairs]), "µs", "bare pooled kombu publish",
+         median([b for _, b in pairs]), calls=args.calls, **common)
+
+    with override_settings(TRACKABLE_BUFFER_MAX_EVENTS=1000, TRACKABLE_BUFFER_MAX_DELAY=1.0):
+        buffered = median_of(args.runs, lambda: per_call(send, args.calls * 10))
+        buffer.flush()
+    purge_queues()
+    emit("P1 buffered send_increment_message per event", buffered, "µs", "bare pooled kombu publish",
+         median([b for _, b in pairs]), calls=args.calls * 10, **common)
+
+    totals = ArticleTotals.objects.create(content_type_id=1, object_id=article.pk)
+    update = lambda: ArticleTotals.objects.filter(pk=totals.pk).update(downloads=F("downloads") + 1)  # noqa: E731
+    n = args.calls // args.threads
+    sql = median_of(args.runs, lambda: threaded_rate(update, args.threads, n))
+    ours = median_of(args.runs, lambda: threaded_rate(send, args.threads, n))
+    purge_queues()
+    emit(f"P1 {args.threads} threads, one hot object: send_increment_message", ours, "events/s",
+         "UPDATE n = n + 1 per hit (PostgreSQL)", sql, threads=args.threads, **common)
+    with override_settings(TRACKABLE_BUFFER_MAX_EVENTS=1000, TRACKABLE_BUFFER_MAX_DELAY=1.0):
+        ours = median_of(args.runs, lambda: threaded_rate(send, args.threads, n * 10))
+        buffer.flush()
+    purge_queues()
+    emit(f"P1 {args.threads} threads, one hot object: buffered send_increment_message", ours, "events/s",
+         "UPDATE n = n + 1 per hit (PostgreSQL)", sql, threads=args.threads, **common)
+
+
+if __name__ == "__main__":
+    main()
