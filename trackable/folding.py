@@ -17,7 +17,7 @@ from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone as dj_timezone
 from kombu import Connection, Consumer, Producer
 
-from trackable import messages, transport
+from trackable import ledger, messages, transport
 from trackable.buckets import bucket_start, get_zone
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered
@@ -30,6 +30,10 @@ __all__ = ["FoldResult", "process_messages", "fold_batch", "prune_ledger"]
 logger = logging.getLogger("trackable")
 
 LEDGER_RETRIES = 5
+# Unacked messages the broker may deliver, in batches: while one batch commits, the next one streams
+# in (a prefetch of one batch leaves the broker idle during every commit).
+PREFETCH_BATCHES = 2
+BATCH_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -106,7 +110,7 @@ def process_messages(
         conn.ensure_connection(max_retries=3)
         channel = conn.channel()
         consumer = Consumer(channel, queues=queues, on_message=batch.append, auto_declare=True)
-        consumer.qos(prefetch_count=min(batch_size, 65535))
+        consumer.qos(prefetch_count=min(batch_size * PREFETCH_BATCHES, 65535))
         with consumer:
             while max_messages is None or result.messages + result.duplicates + result.malformed < max_messages:
                 want = batch_size if max_messages is None else min(batch_size, max_messages - result.messages - result.duplicates - result.malformed)
@@ -126,12 +130,20 @@ def process_messages(
 
 
 def _drain(conn: Connection, batch: list[Any], want: int, idle_timeout: float) -> None:
-    """Let the consumer callback fill `batch` until it holds `want` messages or the queues go quiet."""
-    while len(batch) < want:
+    """Let the consumer callback fill `batch` until it holds `want` messages or the queues go quiet.
+
+    A batch also ends at BATCH_MAX_BYTES of bodies, so messages carrying many events (the producer
+    buffer's) keep a worker's memory flat.
+    """
+    size = counted = 0
+    while len(batch) < want and size < BATCH_MAX_BYTES:
         try:
             conn.drain_events(timeout=idle_timeout if not batch else min(idle_timeout, 0.05))
         except socket.timeout:
             return
+        for raw in batch[counted:]:
+            size += len(raw.body)
+        counted = len(batch)
 
 
 def _count_corrupt_files(channel: Any, result: FoldResult) -> None:
@@ -216,9 +228,9 @@ def fold_batch(batch: list[Any], channel: Any) -> FoldResult:
 
     db = router.db_for_write(FoldedMessage)
     for attempt in range(LEDGER_RETRIES):
-        fresh, dupes = _split_duplicates(good, db)
         try:
             with transaction.atomic(using=db):
+                fresh, dupes = _claim(good, db)
                 _commit(fresh, db, result)
             break
         except IntegrityError:
@@ -235,29 +247,24 @@ def fold_batch(batch: list[Any], channel: Any) -> FoldResult:
     return result
 
 
-def _split_duplicates(good: list, db: str) -> tuple[list, list]:
-    ids = {parsed.id for _, parsed, _ in good}
-    seen = set(FoldedMessage.objects.using(db).filter(id__in=ids).values_list("id", flat=True)) if ids else set()
+def _claim(good: list, db: str) -> tuple[list, list]:
+    """Record the batch's new ids in the ledger; return (fresh, duplicates), both in batch order."""
+    new = ledger.claim_ids(db, [parsed.id for _, parsed, _ in good], dj_timezone.now())
     fresh, dupes = [], []
     for item in good:
         message_id = item[1].id
-        if message_id in seen:
-            dupes.append(item)
-        else:
-            seen.add(message_id)  # a second copy inside the same batch is a duplicate too
+        if message_id in new:
+            new.discard(message_id)  # a second copy inside the same batch is a duplicate
             fresh.append(item)
+        else:
+            dupes.append(item)
     return fresh, dupes
 
 
 def _commit(fresh: list, db: str, result: FoldResult) -> None:
-    """Insert the ledger ids, then one increment upsert per data model, in a consistent lock order."""
+    """Add the increments of `fresh` messages: one upsert per data model, in a consistent lock order."""
     if not fresh:
         return
-    now = dj_timezone.now()
-    FoldedMessage.objects.using(db).bulk_create(
-        [FoldedMessage(id=i, folded_at=now) for i in sorted(p.id for _, p, _ in fresh)],
-        batch_size=500,
-    )
     totals: dict[type[models.Model], dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
     for _, _, rows in fresh:
         for dm, key, field_name, amount in rows:
