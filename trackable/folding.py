@@ -163,6 +163,7 @@ class _Validator:
         self.models: dict[str, type[models.Model]] = {}
         self.parents: dict[tuple[type, str], int] = {}
         self.buckets: dict[tuple[str, int], datetime] = {}
+        self.routes: dict[tuple[str, str, str, str], tuple] = {}
 
     def data_model(self, label: str) -> type[models.Model]:
         dm = self.models.get(label)
@@ -193,17 +194,28 @@ class _Validator:
             start = self.buckets[key] = bucket_start(moment, dm.granularity, self.zone)
         return start
 
+    def route(self, data_label: str, parent_label: str, field_name: str, queue: str) -> tuple:
+        """Return (data model, content type id, object_id converter) of a checked event route."""
+        dm = self.data_model(data_label)
+        if transport.queue_name(data_label) != queue:
+            raise MalformedMessage(f"event for {data_label} arrived on queue {queue}")
+        if field_name not in counter_fields(dm):
+            raise MalformedMessage(f"{field_name!r} is not a counter field of {dm._meta.label}")
+        ct_id = self.content_type_id(dm, parent_label)
+        return dm, ct_id, dm._meta.get_field("object_id").to_python
+
     def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int]]:
         out = []
+        routes = self.routes
         for event in message.events:
-            dm = self.data_model(event.data_label)
-            if transport.queue_name(event.data_label) != queue:
-                raise MalformedMessage(f"event for {event.data_label} arrived on queue {queue}")
-            if event.field not in counter_fields(dm):
-                raise MalformedMessage(f"{event.field!r} is not a counter field of {dm._meta.label}")
-            ct_id = self.content_type_id(dm, event.parent_label)
+            # Only routes that passed every check are remembered: a bad one raises each time it comes.
+            route_key = (event.data_label, event.parent_label, event.field, queue)
+            route = routes.get(route_key)
+            if route is None:
+                route = routes[route_key] = self.route(*route_key)
+            dm, ct_id, to_python = route
             try:
-                object_id = dm._meta.get_field("object_id").to_python(event.pk)
+                object_id = to_python(event.pk)
             except ValidationError as err:
                 raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
             out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount))
