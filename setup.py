@@ -40,6 +40,7 @@ setup(
             "hypothesis>=6.100",
         ],
         "docs": ["sphinx>=7"],
+        "bench": ["redis>=4.5", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
     },
     classifiers=[
         "Framework :: Django",

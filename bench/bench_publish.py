@@ -7,6 +7,7 @@ Prints one JSON line per figure: the value, the baseline measured in the same ru
 """
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 
@@ -41,6 +42,22 @@ def bare_publisher(body: bytes, queue_name: str):
                 delivery_mode=2,
                 retry=False,
             )
+
+    return publish
+
+
+def held_publisher(body: bytes, queue_name: str):
+    """Return a function that publishes `body` once through one kombu Producer kept open (no pool)."""
+    from kombu import Connection, Producer
+
+    from trackable.conf import settings
+
+    conn = Connection(settings.broker_url, transport_options=dict(settings.BROKER_TRANSPORT_OPTIONS))
+    producer = Producer(conn.default_channel)
+
+    def publish() -> None:
+        producer.publish(body, routing_key=queue_name, content_type="application/json", content_encoding="utf-8",
+                         delivery_mode=2, retry=False)
 
     return publish
 
@@ -81,25 +98,28 @@ def main() -> None:
     body = messages.build(IncrementMessage(None, article, "downloads").build()[label])
     bare = bare_publisher(body, transport.queue_name(label))
     send = lambda: send_increment_message(None, article, "downloads")  # noqa: E731
-    bare(), send()  # connect and declare outside the timings
+    held = held_publisher(body, transport.queue_name(label))
+    bare(), held(), send()  # connect and declare outside the timings
     common = {"broker": args.broker, "runs": args.runs}
 
-    def pair() -> tuple[float, float]:
-        ours, base = per_call(send, args.calls), per_call(bare, args.calls)
+    def triple() -> tuple[float, float, float]:
+        timings = per_call(send, args.calls), per_call(bare, args.calls), per_call(held, args.calls)
         purge_queues()
-        return ours, base
+        return timings
 
-    pairs = [pair() for _ in range(args.runs)]
-    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    emit("P1 send_increment_message per call", median([a for a, _ in pairs]), "µs", "bare pooled kombu publish",
-         median([b for _, b in pairs]), calls=args.calls, **common)
+    runs = [triple() for _ in range(args.runs)]
+    median = lambda i: statistics.median(r[i] for r in runs)  # noqa: E731
+    emit("P1 send_increment_message per call", median(0), "µs", "bare pooled kombu publish", median(1),
+         calls=args.calls, **common)
+    emit("P1 send_increment_message per call (vs a held producer)", median(0), "µs",
+         "kombu publish on one held producer, no pool", median(2), calls=args.calls, **common)
 
     with override_settings(TRACKABLE_BUFFER_MAX_EVENTS=1000, TRACKABLE_BUFFER_MAX_DELAY=1.0):
         buffered = median_of(args.runs, lambda: per_call(send, args.calls * 10))
         buffer.flush()
     purge_queues()
     emit("P1 buffered send_increment_message per event", buffered, "µs", "bare pooled kombu publish",
-         median([b for _, b in pairs]), calls=args.calls * 10, **common)
+         median(1), calls=args.calls * 10, **common)
 
     totals = ArticleTotals.objects.create(content_type_id=1, object_id=article.pk)
     update = lambda: ArticleTotals.objects.filter(pk=totals.pk).update(downloads=F("downloads") + 1)  # noqa: E731
