@@ -80,25 +80,22 @@ def threaded_rate(fn, threads: int, calls: int) -> float:
     return threads * calls / (time.perf_counter() - started)
 
 
-def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--calls", type=int, default=3000)
-    p.add_argument("--threads", type=int, default=8)
-    args = p.parse_args()
-    setup(args.broker)
-    from django.db.models import F
+BUFFER = {"TRACKABLE_BUFFER_MAX_EVENTS": 1000, "TRACKABLE_BUFFER_MAX_DELAY": 1.0}
+
+
+def per_call_figures(args, article) -> None:
+    """Print the cost of one send, unbuffered and buffered, against bare kombu publishes."""
     from django.test import override_settings
 
-    from tests.testapp.models import Article, ArticleTotals
+    from tests.testapp.models import ArticleTotals
     from trackable import buffer, messages, transport
     from trackable.messaging import IncrementMessage, send_increment_message
 
-    article = Article.objects.create(title="hot")
     label = ArticleTotals._meta.label_lower
     body = messages.build(IncrementMessage(None, article, "downloads").build()[label])
     bare = bare_publisher(body, transport.queue_name(label))
-    send = lambda: send_increment_message(None, article, "downloads")  # noqa: E731
     held = held_publisher(body, transport.queue_name(label))
+    send = lambda: send_increment_message(None, article, "downloads")  # noqa: E731
     bare(), held(), send()  # connect and declare outside the timings
     common = {"broker": args.broker, "runs": args.runs}
 
@@ -113,28 +110,54 @@ def main() -> None:
          calls=args.calls, **common)
     emit("P1 send_increment_message per call (vs a held producer)", median(0), "µs",
          "kombu publish on one held producer, no pool", median(2), calls=args.calls, **common)
-
-    with override_settings(TRACKABLE_BUFFER_MAX_EVENTS=1000, TRACKABLE_BUFFER_MAX_DELAY=1.0):
+    with override_settings(**BUFFER):
         buffered = median_of(args.runs, lambda: per_call(send, args.calls * 10))
         buffer.flush()
     purge_queues()
     emit("P1 buffered send_increment_message per event", buffered, "µs", "bare pooled kombu publish",
          median(1), calls=args.calls * 10, **common)
 
-    totals = ArticleTotals.objects.create(content_type_id=1, object_id=article.pk)
+
+def thread_figures(args, article) -> None:
+    """Print events/s of threads hitting one object, sent (unbuffered, buffered) against SQL UPDATEs."""
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import F
+    from django.test import override_settings
+
+    from tests.testapp.models import Article, ArticleTotals
+    from trackable import buffer
+    from trackable.messaging import send_increment_message
+
+    ct = ContentType.objects.get_for_model(Article)
+    totals = ArticleTotals.objects.create(content_type=ct, object_id=article.pk)
     update = lambda: ArticleTotals.objects.filter(pk=totals.pk).update(downloads=F("downloads") + 1)  # noqa: E731
+    send = lambda: send_increment_message(None, article, "downloads")  # noqa: E731
     n = args.calls // args.threads
+    common = {"broker": args.broker, "runs": args.runs, "threads": args.threads}
     sql = median_of(args.runs, lambda: threaded_rate(update, args.threads, n))
     ours = median_of(args.runs, lambda: threaded_rate(send, args.threads, n))
     purge_queues()
     emit(f"P1 {args.threads} threads, one hot object: send_increment_message", ours, "events/s",
-         "UPDATE n = n + 1 per hit (PostgreSQL)", sql, threads=args.threads, **common)
-    with override_settings(TRACKABLE_BUFFER_MAX_EVENTS=1000, TRACKABLE_BUFFER_MAX_DELAY=1.0):
+         "UPDATE n = n + 1 per hit (PostgreSQL)", sql, **common)
+    with override_settings(**BUFFER):
         ours = median_of(args.runs, lambda: threaded_rate(send, args.threads, n * 10))
         buffer.flush()
     purge_queues()
     emit(f"P1 {args.threads} threads, one hot object: buffered send_increment_message", ours, "events/s",
-         "UPDATE n = n + 1 per hit (PostgreSQL)", sql, threads=args.threads, **common)
+         "UPDATE n = n + 1 per hit (PostgreSQL)", sql, **common)
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--calls", type=int, default=3000)
+    p.add_argument("--threads", type=int, default=8)
+    args = p.parse_args()
+    setup(args.broker)
+    from tests.testapp.models import Article
+
+    article = Article.objects.create(title="hot")
+    per_call_figures(args, article)
+    thread_figures(args, article)
 
 
 if __name__ == "__main__":
