@@ -198,3 +198,23 @@ def test_a_failed_flush_is_logged_and_never_raises_into_the_view(caplog):
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "1 buffered tracking events lost, broker unreachable"
     ]
+
+
+NO_BUFFER = "it must be an int, 0 to send without a buffer."
+
+
+@pytest.mark.no_broker
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"TRACKABLE_BUFFER_MAX_EVENTS": -1}, "TRACKABLE_BUFFER_MAX_EVENTS is -1; " + NO_BUFFER),
+        ({"TRACKABLE_BUFFER_MAX_EVENTS": "100"}, "TRACKABLE_BUFFER_MAX_EVENTS is '100'; " + NO_BUFFER),
+        ({"TRACKABLE_BUFFER_MAX_DELAY": 0}, "TRACKABLE_BUFFER_MAX_DELAY is 0; it must be a positive int or float."),
+    ],
+)
+def test_bad_buffer_settings_are_reported_at_startup(overrides, message):
+    from trackable.checks import check_settings
+
+    with override_settings(**overrides):
+        errors = check_settings()
+    assert [(e.id, e.msg) for e in errors] == [("trackable.E004", message)]

@@ -23,6 +23,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "LEDGER_RETENTION": (int, float),
     "MAX_MESSAGE_BYTES": (int,),
     "BROKER_TRANSPORT_OPTIONS": (dict,),
+    "BUFFER_MAX_DELAY": (int, float),
 }
 
 
@@ -39,6 +40,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="trackable.E004",
                 )
             )
+    max_events = settings.BUFFER_MAX_EVENTS
+    if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 0:
+        errors.append(
+            checks.Error(
+                f"{PREFIX}BUFFER_MAX_EVENTS is {max_events!r}; it must be an int, 0 to send without a buffer.",
+                hint=f"Fix {PREFIX}BUFFER_MAX_EVENTS in your settings or remove it to use the default.",
+                id="trackable.E004",
+            )
+        )
     url = settings.broker_url
     if url.startswith("filesystem:"):
         if settings.queue_dir is None:
