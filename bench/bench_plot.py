@@ -79,7 +79,10 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
-    lines = [json.loads(l) for l in args.source.read_text().splitlines() if l.startswith("{")] if args.source else measure(args.runs)
+    if args.source:
+        lines = [json.loads(line) for line in args.source.read_text().splitlines() if line.startswith("{")]
+    else:
+        lines = measure(args.runs)
     for line in lines:
         print(json.dumps(line))
     plot(lines, args.out)

@@ -48,11 +48,12 @@ def upsert_increments(
     unnest = connection.vendor == "postgresql"
     for key in sorted(totals, key=_sort_key):
         deltas = totals[key]
-        if any(d < 0 and n in positive for n, d in deltas.items()):
-            lowering.append(([f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key)], deltas))
-        else:  # PostgreSQL adapts the validated Python values itself, in whole arrays
-            keys = list(key[: len(key_fields)]) if unnest else [f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key)]
-            plain.append((keys, deltas))
+        lowers = any(d < 0 and n in positive for n, d in deltas.items())
+        if unnest and not lowers:  # PostgreSQL adapts the validated Python values itself, in whole arrays
+            keys = list(key[: len(key_fields)])
+        else:
+            keys = [f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key)]
+        (lowering if lowers else plain).append((keys, deltas))
     writer = _Writer(connection, opts.db_table, key_fields, counters, positive)
     if plain and unnest:
         writer.upsert_unnest(plain)
