@@ -46,12 +46,12 @@ def _drop(name: str) -> None:
     from django.db import connections
 
     connections.close_all()
-    purge_queues()
+    purge_queues(delete=True)
     _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def purge_queues() -> None:
-    """Empty (and delete) every queue of this bench run."""
+def purge_queues(delete: bool = False) -> None:
+    """Empty every queue of this bench run (and delete them at the end of the run)."""
     from trackable import transport
     from trackable.sites import site
 
@@ -61,7 +61,7 @@ def purge_queues() -> None:
         for dm in site.data_models():
             queue = transport.queue_for(dm._meta.label_lower)(channel)
             queue.declare()
-            queue.purge()
+            queue.delete() if delete else queue.purge()
         channel.close()
     finally:
         conn.release()
