@@ -43,6 +43,7 @@ setup(
         ],
         "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
+        "bench": ["redis>=4.5", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
     },
     classifiers=[
         "Framework :: Django",

@@ -26,6 +26,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "BROKER_TRANSPORT_OPTIONS": (dict,),
     "USER_AGENT_MAX_LENGTH": (int,),
     "SPIDER_CACHE_SIZE": (int,),
+    "BUFFER_MAX_DELAY": (int, float),
 }
 
 
@@ -42,6 +43,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="trackable.E004",
                 )
             )
+    max_events = settings.BUFFER_MAX_EVENTS
+    if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 0:
+        errors.append(
+            checks.Error(
+                f"{PREFIX}BUFFER_MAX_EVENTS is {max_events!r}; it must be an int, 0 to send without a buffer.",
+                hint=f"Fix {PREFIX}BUFFER_MAX_EVENTS in your settings or remove it to use the default.",
+                id="trackable.E004",
+            )
+        )
     url = settings.broker_url
     if url.startswith("filesystem:"):
         if settings.queue_dir is None:

@@ -31,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "CAPTURE_CONNECTION_ERRORS": False,
     "SPOOL_DIR": None,  # a folder on the web host keeping the events of a broker outage; None: off
     "OUTAGE_MAIL_INTERVAL": 3600,  # seconds between two outage mails to ADMINS; 0: never mail
+    # Producer buffer (trackable/buffer.py): gather up to this many events for at most this many
+    # seconds and publish them as one message per data model; 0 events means off (one message per send).
+    "BUFFER_MAX_EVENTS": 0,
+    "BUFFER_MAX_DELAY": 1.0,
     # Bad input: dead-letter malformed messages (kept) or remove them.
     "REMOVE_MALFORMED_MESSAGES": False,
     "MAX_MESSAGE_BYTES": 1024 * 1024,

@@ -17,7 +17,7 @@ from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone as dj_timezone
 from kombu import Connection, Consumer, Producer
 
-from trackable import messages, redisqueue, transport
+from trackable import ledger, messages, redisqueue, transport
 from trackable.buckets import bucket_start, get_zone
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered
@@ -30,6 +30,10 @@ __all__ = ["FoldResult", "process_messages", "fold_batch", "prune_ledger"]
 logger = logging.getLogger("trackable")
 
 LEDGER_RETRIES = 5
+# Unacked messages the broker may deliver, in batches: while one batch commits, the next one streams
+# in (a prefetch of one batch leaves the broker idle during every commit).
+PREFETCH_BATCHES = 2
+BATCH_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -133,7 +137,7 @@ def _fold_consumer(conn, channel, queues, batch_size, max_messages, idle_timeout
     """Fold through a kombu consumer (AMQP, filesystem://): the broker pushes up to a batch."""
     batch: list[Any] = []
     consumer = Consumer(channel, queues=queues, on_message=batch.append, auto_declare=True)
-    consumer.qos(prefetch_count=min(batch_size, 65535))
+    consumer.qos(prefetch_count=min(batch_size * PREFETCH_BATCHES, 65535))
     with consumer:
         while (want := _room(result, batch_size, max_messages)) > 0:
             _drain(conn, batch, want, idle_timeout)
@@ -178,12 +182,20 @@ def _restore_visible(conn: Connection, channel: Any) -> None:
 
 
 def _drain(conn: Connection, batch: list[Any], want: int, idle_timeout: float) -> None:
-    """Let the consumer callback fill `batch` until it holds `want` messages or the queues go quiet."""
-    while len(batch) < want:
+    """Let the consumer callback fill `batch` until it holds `want` messages or the queues go quiet.
+
+    A batch also ends at BATCH_MAX_BYTES of bodies, so messages carrying many events (the producer
+    buffer's) keep a worker's memory flat.
+    """
+    size = counted = 0
+    while len(batch) < want and size < BATCH_MAX_BYTES:
         try:
             conn.drain_events(timeout=idle_timeout if not batch else min(idle_timeout, 0.05))
         except socket.timeout:
             return
+        for raw in batch[counted:]:
+            size += len(raw.body)
+        counted = len(batch)
 
 
 def _count_corrupt_files(channel: Any, result: FoldResult) -> None:
@@ -203,6 +215,7 @@ class _Validator:
         self.models: dict[str, type[models.Model]] = {}
         self.parents: dict[tuple[type, str], int] = {}
         self.buckets: dict[tuple[str, int], datetime] = {}
+        self.routes: dict[tuple[str, str, str, str], tuple] = {}
 
     def data_model(self, label: str) -> type[models.Model]:
         dm = self.models.get(label)
@@ -233,17 +246,28 @@ class _Validator:
             start = self.buckets[key] = bucket_start(moment, dm.granularity, self.zone)
         return start
 
+    def route(self, data_label: str, parent_label: str, field_name: str, queue: str) -> tuple:
+        """Return (data model, content type id, object_id converter) of a checked event route."""
+        dm = self.data_model(data_label)
+        if transport.queue_name(data_label) != queue:
+            raise MalformedMessage(f"event for {data_label} arrived on queue {queue}")
+        if field_name not in counter_fields(dm):
+            raise MalformedMessage(f"{field_name!r} is not a counter field of {dm._meta.label}")
+        ct_id = self.content_type_id(dm, parent_label)
+        return dm, ct_id, dm._meta.get_field("object_id").to_python
+
     def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int]]:
         out = []
+        routes = self.routes
         for event in message.events:
-            dm = self.data_model(event.data_label)
-            if transport.queue_name(event.data_label) != queue:
-                raise MalformedMessage(f"event for {event.data_label} arrived on queue {queue}")
-            if event.field not in counter_fields(dm):
-                raise MalformedMessage(f"{event.field!r} is not a counter field of {dm._meta.label}")
-            ct_id = self.content_type_id(dm, event.parent_label)
+            # Only routes that passed every check are remembered: a bad one raises each time it comes.
+            route_key = (event.data_label, event.parent_label, event.field, queue)
+            route = routes.get(route_key)
+            if route is None:
+                route = routes[route_key] = self.route(*route_key)
+            dm, ct_id, to_python = route
             try:
-                object_id = dm._meta.get_field("object_id").to_python(event.pk)
+                object_id = to_python(event.pk)
             except ValidationError as err:
                 raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
             out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount))
@@ -268,9 +292,9 @@ def fold_batch(batch: list[Any], channel: Any) -> FoldResult:
 
     db = router.db_for_write(FoldedMessage)
     for attempt in range(LEDGER_RETRIES):
-        fresh, dupes = _split_duplicates(good, db)
         try:
             with transaction.atomic(using=db):
+                fresh, dupes = _claim(good, db)
                 _commit(fresh, db, result)
             break
         except IntegrityError:
@@ -287,29 +311,24 @@ def fold_batch(batch: list[Any], channel: Any) -> FoldResult:
     return result
 
 
-def _split_duplicates(good: list, db: str) -> tuple[list, list]:
-    ids = {parsed.id for _, parsed, _ in good}
-    seen = set(FoldedMessage.objects.using(db).filter(id__in=ids).values_list("id", flat=True)) if ids else set()
+def _claim(good: list, db: str) -> tuple[list, list]:
+    """Record the batch's new ids in the ledger; return (fresh, duplicates), both in batch order."""
+    new = ledger.claim_ids(db, [parsed.id for _, parsed, _ in good], dj_timezone.now())
     fresh, dupes = [], []
     for item in good:
         message_id = item[1].id
-        if message_id in seen:
-            dupes.append(item)
-        else:
-            seen.add(message_id)  # a second copy inside the same batch is a duplicate too
+        if message_id in new:
+            new.discard(message_id)  # a second copy inside the same batch is a duplicate
             fresh.append(item)
+        else:
+            dupes.append(item)
     return fresh, dupes
 
 
 def _commit(fresh: list, db: str, result: FoldResult) -> None:
-    """Insert the ledger ids, then one increment upsert per data model, in a consistent lock order."""
+    """Add the increments of `fresh` messages: one upsert per data model, in a consistent lock order."""
     if not fresh:
         return
-    now = dj_timezone.now()
-    FoldedMessage.objects.using(db).bulk_create(
-        [FoldedMessage(id=i, folded_at=now) for i in sorted(p.id for _, p, _ in fresh)],
-        batch_size=500,
-    )
     totals: dict[type[models.Model], dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
     for _, _, rows in fresh:
         for dm, key, field_name, amount in rows:

@@ -9,8 +9,8 @@ A message is one JSON object::
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 from typing import Any, NamedTuple
 
 from trackable.exceptions import MalformedMessage
@@ -51,7 +51,7 @@ class Message(NamedTuple):
 
 def new_id() -> str:
     """Return a fresh message id (32 lowercase hex digits)."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex (which also reads urandom), at a third of the cost
 
 
 def build(events: list[tuple[str, str, Any, str, int, int]], message_id: str | None = None) -> bytes:
@@ -84,17 +84,29 @@ def parse(body: bytes | str, max_bytes: int = 1024 * 1024) -> Message:
     return Message(message_id, [_parse_event(i, raw) for i, raw in enumerate(raw_events)])
 
 
+# Label and field triples that passed the checks below; a message repeats a few of them many times.
+_checked_names: set[tuple[Any, Any, Any]] = set()
+_CHECKED_NAMES_MAX = 10_000
+
+
 def _parse_event(index: int, raw: Any) -> Event:
     if not isinstance(raw, list) or len(raw) != 6:
         raise MalformedMessage(f"event {index} is not a list of 6 items")
     data_label, parent_label, pk, field, amount, ts_ms = raw
-    for name, label in (("data model", data_label), ("parent model", parent_label)):
-        if not isinstance(label, str) or len(label) > 200 or not _LABEL.match(label):
-            raise MalformedMessage(f"event {index}: {name} label {str(label)[:80]!r} is not 'app_label.model'")
+    names = (data_label, parent_label, field)
+    # Names already checked cannot fail their checks, so skipping them keeps every error message the same.
+    known = type(data_label) is str and type(parent_label) is str and type(field) is str and names in _checked_names
+    if not known:
+        for name, label in (("data model", data_label), ("parent model", parent_label)):
+            if not isinstance(label, str) or len(label) > 200 or not _LABEL.match(label):
+                raise MalformedMessage(f"event {index}: {name} label {str(label)[:80]!r} is not 'app_label.model'")
     if isinstance(pk, bool) or not isinstance(pk, (int, str)) or (isinstance(pk, str) and not 0 < len(pk) <= 255):
         raise MalformedMessage(f"event {index}: parent pk {str(pk)[:80]!r} is not an integer or a short string")
-    if not isinstance(field, str) or not _FIELD.match(field):
-        raise MalformedMessage(f"event {index}: field {str(field)[:80]!r} is not a field name")
+    if not known:
+        if not isinstance(field, str) or not _FIELD.match(field):
+            raise MalformedMessage(f"event {index}: field {str(field)[:80]!r} is not a field name")
+        if len(_checked_names) < _CHECKED_NAMES_MAX:
+            _checked_names.add(names)
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < abs(amount) <= MAX_AMOUNT:
         raise MalformedMessage(f"event {index}: amount {str(amount)[:80]!r} is not a non-zero integer within ±{MAX_AMOUNT}")
     if isinstance(ts_ms, bool) or not isinstance(ts_ms, int) or not MIN_TS_MS <= ts_ms < MAX_TS_MS:

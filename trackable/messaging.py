@@ -11,12 +11,11 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from trackable import messages, outage, transport
+from trackable import buffer, messages
+from trackable.delivery import deliver
 from trackable.conf import settings
-from trackable.exceptions import TrackableConnectionError
 from trackable.folding import FoldResult, process_messages
 from trackable.sites import site
-from trackable.spool import ensure_replayer, get_spool
 
 __all__ = [
     "TrackableMessage",
@@ -81,30 +80,11 @@ class TrackableMessage(ABC):
         grouped = self.screen(grouped)
         if not grouped:
             return False
+        if settings.BUFFER_MAX_EVENTS > 0:
+            buffer.add(grouped)  # published later as one message per data model (trackable/buffer.py)
+            return True
         delivered = [deliver(messages.build(events), data_label) for data_label, events in grouped.items()]
         return all(delivered)
-
-
-def deliver(body: bytes, data_label: str) -> bool:
-    """Publish one body; during an outage spool it, or capture the error, or raise it (in that order)."""
-    try:
-        transport.publish(body, data_label)
-        return True
-    except TrackableConnectionError as err:
-        spool = get_spool()
-        if spool is not None:
-            try:
-                spool.put(body, data_label)
-            except OSError as spool_error:
-                logger.error("Could not spool a tracking message: %s", spool_error)
-            else:
-                outage.report_failure(err, spooled=True)
-                ensure_replayer()
-                return True
-        outage.report_failure(err, spooled=False)
-        if settings.CAPTURE_CONNECTION_ERRORS:
-            return False
-        raise
 
 
 class IncrementMessage(TrackableMessage):

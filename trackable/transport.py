@@ -81,6 +81,9 @@ class _Local(threading.local):
     conn: Connection | None = None
     producer: Producer | None = None
 
+    def __init__(self) -> None:
+        self.bound: dict[str, Queue] = {}  # data label → its queue bound to this thread's channel
+
 
 class _State:
     """Process-wide producer state, dropped after fork and on settings changes."""
@@ -91,7 +94,6 @@ class _State:
         self.down_until = 0.0
         self.backoff = BACKOFF_START
         self.lock = threading.Lock()
-        self.queues: dict[str, Queue] = {}
 
 
 _state = _State()
@@ -124,7 +126,20 @@ def _producer(state: _State) -> Producer:
     if local.producer is None:
         local.conn = connection(request_path=True)
         local.producer = Producer(local.conn.default_channel, exchange=DEFAULT_EXCHANGE)
+        local.bound = {}
     return local.producer
+
+
+def _bound_queue(local: _Local, producer: Producer, data_label: str) -> Queue:
+    """Return the queue of `data_label` bound to this thread's channel, binding it once per connection.
+
+    kombu's maybe_declare() declares an entity once per connection, but binds (copies) an unbound one
+    on every publish, which cost ~35 µs a publish; a bound queue skips that.
+    """
+    queue = local.bound.get(data_label)
+    if queue is None:
+        queue = local.bound[data_label] = queue_for(data_label).bind(producer.channel)
+    return queue
 
 
 def publish(body: bytes, data_label: str) -> None:
@@ -134,11 +149,9 @@ def publish(body: bytes, data_label: str) -> None:
         raise TrackableConnectionError(
             f"The trackable broker is unreachable; next attempt in {state.down_until - time.monotonic():.1f}s."
         )
-    queue = state.queues.get(data_label)
-    if queue is None:
-        queue = state.queues[data_label] = queue_for(data_label)
     try:
         producer = _producer(state)
+        queue = _bound_queue(state.local, producer, data_label)
         producer.publish(
             body,
             routing_key=queue.name,

@@ -45,12 +45,19 @@ def upsert_increments(
     positive = {f.attname for f in counters if f.get_internal_type() in POSITIVE_TYPES}
     plain: list[tuple[list, dict[str, int]]] = []
     lowering: list[tuple[list, dict[str, int]]] = []
+    unnest = connection.vendor == "postgresql"
     for key in sorted(totals, key=_sort_key):
         deltas = totals[key]
-        keys = [f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key)]
-        (lowering if any(d < 0 and n in positive for n, d in deltas.items()) else plain).append((keys, deltas))
+        lowers = any(d < 0 and n in positive for n, d in deltas.items())
+        if unnest and not lowers:  # PostgreSQL adapts the validated Python values itself, in whole arrays
+            keys = list(key[: len(key_fields)])
+        else:
+            keys = [f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key)]
+        (lowering if lowers else plain).append((keys, deltas))
     writer = _Writer(connection, opts.db_table, key_fields, counters, positive)
-    if plain:
+    if plain and unnest:
+        writer.upsert_unnest(plain)
+    elif plain:
         writer.upsert(plain)
     if lowering:
         writer.insert_missing(lowering)
@@ -74,6 +81,7 @@ class _Writer:
         self.counters = counters
         self.counter_cols = [qn(f.column) for f in counters]
         self.positive = positive
+        self.key_fields = key_fields
 
     def _chunks(self, rows: list, ncols: int):
         max_params = self.connection.features.max_query_params or 65535
@@ -102,6 +110,24 @@ class _Writer:
         for chunk in self._chunks(rows, ncols):
             params = [v for keys, deltas in chunk for v in keys + [deltas.get(f.attname, 0) for f in self.counters]]
             self._execute(self._insert_head() + ", ".join([placeholder] * len(chunk)) + tail, params)
+
+    def upsert_unnest(self, rows: list[tuple[list, dict[str, int]]]) -> None:
+        """Upsert every row in one statement whose parameters are one array per column (PostgreSQL).
+
+        A statement with one placeholder per value costs more to build and parse than to run; with
+        arrays its text is the same for every batch and its parameters are a handful of lists.
+        """
+        touched = [c for f, c in zip(self.counters, self.counter_cols) if any(f.attname in d for _, d in rows)]
+        fields = self.key_fields + self.counters
+        arrays = [f"%s::{f.db_type(self.connection)}[]" for f in fields]
+        sql = (
+            f"{self._insert_head().removesuffix(' VALUES ')} SELECT * FROM unnest({', '.join(arrays)})"
+            f" ON CONFLICT ({', '.join(self.key_cols)}) DO UPDATE SET "
+            + ", ".join(f"{c} = {self.table}.{c} + EXCLUDED.{c}" for c in touched)
+        )
+        columns = [list(col) for col in zip(*(keys for keys, _ in rows))]
+        columns += [[deltas.get(f.attname, 0) for _, deltas in rows] for f in self.counters]
+        self._execute(sql, columns)
 
     def insert_missing(self, rows: list[tuple[list, dict[str, int]]]) -> None:
         if self.mysql:

@@ -1,0 +1,45 @@
+"""Settings of the benchmarks: their own PostgreSQL database and queue names, never the test ones.
+
+TRACKABLE_BENCH_BROKER chooses amqp or redis; TRACKABLE_BENCH_RUN_ID makes the names unique per run.
+"""
+import os
+import uuid
+
+SECRET_KEY = "bench-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.messages",
+    "django.contrib.sessions",
+    "trackable",
+    "tests.testapp",
+]
+
+BROKER = os.environ.get("TRACKABLE_BENCH_BROKER", "amqp")
+RUN_ID = os.environ.setdefault("TRACKABLE_BENCH_RUN_ID", uuid.uuid4().hex[:8])
+BROKER_URLS = {
+    "amqp": os.environ.get("TRACKABLE_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+    "redis": os.environ.get("TRACKABLE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+}
+if BROKER not in BROKER_URLS:
+    raise RuntimeError(f"TRACKABLE_BENCH_BROKER={BROKER!r}: choose amqp or redis.")
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": f"trackable_bench_{RUN_ID}",
+        "USER": os.environ.get("TRACKABLE_BENCH_PG_USER", "postgres"),
+        "HOST": os.environ.get("TRACKABLE_BENCH_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("TRACKABLE_BENCH_PG_PORT", "5432"),
+    }
+}
+TRACKABLE_BROKER_URL = BROKER_URLS[BROKER]
+TRACKABLE_QUEUE_PREFIX = f"trackable-bench-{RUN_ID}"
+if BROKER == "redis":
+    TRACKABLE_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+TRACKABLE_BUFFER = {"max_events": int(os.environ.get("TRACKABLE_BENCH_BUFFER_EVENTS", "0")), "max_delay": 1.0}

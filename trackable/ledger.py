@@ -1,0 +1,38 @@
+"""The ledger of folded message ids: claim a batch's ids inside the fold's transaction.
+
+Claiming records the ids a batch has not folded before and returns them; a redelivered id is already
+there and is left out. On PostgreSQL this is one statement with the ids as a single array parameter
+(``INSERT … ON CONFLICT DO NOTHING RETURNING``, which also waits out a concurrent fold of the same id);
+elsewhere a SELECT and a bulk INSERT, where a concurrent fold shows as an IntegrityError to retry.
+"""
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from django.db import connections
+
+from trackable.models import FoldedMessage
+
+__all__ = ["claim_ids"]
+
+
+def claim_ids(db: str, ids: Collection[str], now: datetime) -> set[str]:
+    """Record those of `ids` the ledger of database `db` does not hold yet; return them."""
+    if not ids:
+        return set()
+    ordered = sorted(set(ids))  # one lock order for concurrent folds
+    connection = connections[db]
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(FoldedMessage._meta.db_table)
+        sql = (
+            f"INSERT INTO {table} (id, folded_at) SELECT unnest(%s::varchar[]), %s "
+            "ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [ordered, now])
+            return {row[0] for row in cursor.fetchall()}
+    seen = set(FoldedMessage.objects.using(db).filter(id__in=ordered).values_list("id", flat=True))
+    fresh = [i for i in ordered if i not in seen]
+    FoldedMessage.objects.using(db).bulk_create([FoldedMessage(id=i, folded_at=now) for i in fresh], batch_size=500)
+    return set(fresh)
