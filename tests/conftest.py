@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from trackable import transport
+from trackable import outage, transport
 from trackable.sites import site
 
 
@@ -35,8 +35,10 @@ def clean_queues(request):
         yield
         return
     _purge_all()
+    outage.reset()
     yield
     transport.reset()
+    outage.reset()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -196,8 +196,27 @@ def test_a_failed_flush_is_logged_and_never_raises_into_the_view(caplog):
         assert send_increment_message(None, article, "impressions") is True
         assert buffer.flush() == 0
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
-        "1 buffered tracking events lost, broker unreachable"
+        "The trackable broker is unreachable (Could not publish to the trackable broker",
+        "1 buffered tracking events lost",
     ]
+
+
+def test_a_failed_flush_is_spooled_when_a_spool_is_set(tmp_path, monkeypatch):
+    from trackable import delivery
+    from trackable.spool import get_spool
+
+    monkeypatch.setattr(delivery, "ensure_replayer", lambda: None)  # keep the files for the assertion
+    article = Article.objects.create(title="a")
+    unreachable = {"TRACKABLE_BROKER_URL": "amqp://guest:guest@127.0.0.1:9//", "TRACKABLE_CONNECT_TIMEOUT": 0.5}
+    with override_settings(**HELD, **unreachable, TRACKABLE_SPOOL_DIR=str(tmp_path)):
+        for _ in range(3):
+            send_increment_message(None, article, "impressions")
+        assert buffer.flush() == 1  # one aggregated event
+        spool = get_spool()
+        assert len(spool) == 1  # the three increments went out as one aggregated message
+    from trackable import messages
+
+    assert [e.amount for e in messages.parse(spool.pending()[0].read_bytes()).events] == [3]
 
 
 NO_BUFFER = "it must be an int, 0 to send without a buffer."

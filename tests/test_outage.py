@@ -118,10 +118,7 @@ def test_spool_keeps_every_event_of_an_outage_and_replays_it(proxy, tmp_path):
 
 
 def test_replay_command(proxy, tmp_path, capsys, monkeypatch):
-    from trackable import spool as spool_module
-
-    monkeypatch.setattr(spool_module, "ensure_replayer", lambda: None)  # only the command replays here
-    monkeypatch.setattr("trackable.messaging.ensure_replayer", lambda: None)
+    monkeypatch.setattr("trackable.delivery.ensure_replayer", lambda: None)  # only the command replays here
     article = Article.objects.create(title="a")
     with through(proxy, TRACKABLE_SPOOL_DIR=str(tmp_path / "spool")):
         proxy.cut()

@@ -292,9 +292,10 @@ def fold_batch(batch: list[Any], channel: Any) -> FoldResult:
 
     db = router.db_for_write(FoldedMessage)
     for attempt in range(LEDGER_RETRIES):
+        seen = ledger.seen_before(db, [parsed.id for _, parsed, _ in good])
         try:
             with transaction.atomic(using=db):
-                fresh, dupes = _claim(good, db)
+                fresh, dupes = _claim(good, db, seen)
                 _commit(fresh, db, result)
             break
         except IntegrityError:
@@ -311,9 +312,9 @@ def fold_batch(batch: list[Any], channel: Any) -> FoldResult:
     return result
 
 
-def _claim(good: list, db: str) -> tuple[list, list]:
+def _claim(good: list, db: str, seen: set[str] | None) -> tuple[list, list]:
     """Record the batch's new ids in the ledger; return (fresh, duplicates), both in batch order."""
-    new = ledger.claim_ids(db, [parsed.id for _, parsed, _ in good], dj_timezone.now())
+    new = ledger.claim_ids(db, [parsed.id for _, parsed, _ in good], dj_timezone.now(), seen)
     fresh, dupes = [], []
     for item in good:
         message_id = item[1].id

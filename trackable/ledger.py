@@ -14,11 +14,26 @@ from django.db import connections
 
 from trackable.models import FoldedMessage
 
-__all__ = ["claim_ids"]
+__all__ = ["claim_ids", "seen_before"]
 
 
-def claim_ids(db: str, ids: Collection[str], now: datetime) -> set[str]:
-    """Record those of `ids` the ledger of database `db` does not hold yet; return them."""
+def seen_before(db: str, ids: Collection[str]) -> set[str] | None:
+    """Return which of `ids` the ledger holds, looked up *before* the fold's transaction (not PostgreSQL).
+
+    SQLite refuses at once, without waiting, to turn a transaction that has read into one that writes
+    while another connection writes ("database is locked"), so the read happens outside it.
+    """
+    if not ids or connections[db].vendor == "postgresql":
+        return None
+    return set(FoldedMessage.objects.using(db).filter(id__in=sorted(set(ids))).values_list("id", flat=True))
+
+
+def claim_ids(db: str, ids: Collection[str], now: datetime, seen: set[str] | None = None) -> set[str]:
+    """Record those of `ids` the ledger of database `db` does not hold yet; return them.
+
+    `seen` is what seen_before() returned; a concurrent fold that claimed one of the others meanwhile
+    makes the INSERT fail with IntegrityError, and the caller retries.
+    """
     if not ids:
         return set()
     ordered = sorted(set(ids))  # one lock order for concurrent folds
@@ -32,7 +47,8 @@ def claim_ids(db: str, ids: Collection[str], now: datetime) -> set[str]:
         with connection.cursor() as cursor:
             cursor.execute(sql, [ordered, now])
             return {row[0] for row in cursor.fetchall()}
-    seen = set(FoldedMessage.objects.using(db).filter(id__in=ordered).values_list("id", flat=True))
+    if seen is None:
+        seen = set(FoldedMessage.objects.using(db).filter(id__in=ordered).values_list("id", flat=True))
     fresh = [i for i in ordered if i not in seen]
     FoldedMessage.objects.using(db).bulk_create([FoldedMessage(id=i, folded_at=now) for i in fresh], batch_size=500)
     return set(fresh)
