@@ -193,7 +193,7 @@ def check_operations(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 def _check_schedule() -> list[checks.CheckMessage]:
-    from trackable.tasks import SCHEDULE_NAME, TASK_NAME
+    from trackable.schedule import SCHEDULE_NAME, TASK_NAME
 
     if not settings.DISABLE_COLLECTION_TASK:
         return []

@@ -12,17 +12,13 @@ from typing import Any
 
 from celery import shared_task
 from celery._state import connect_on_app_finalize, get_current_app
-
 from django.core.exceptions import ImproperlyConfigured
 
-from trackable.conf import settings
+from trackable.schedule import SCHEDULE_NAME, TASK_NAME, install_schedule
+
+__all__ = ["CollectTrackingData", "fold_trackable_messages", "SCHEDULE_NAME", "TASK_NAME", "install_schedule"]
 
 logger = logging.getLogger("trackable")
-
-__all__ = ["CollectTrackingData", "fold_trackable_messages", "SCHEDULE_NAME", "install_schedule"]
-
-TASK_NAME = "trackable.tasks.CollectTrackingData"  # the original's name; existing schedules keep working
-SCHEDULE_NAME = "trackable: fold tracking messages"
 
 
 @shared_task(name=TASK_NAME, ignore_result=True)
@@ -34,16 +30,6 @@ def CollectTrackingData(data_models: list[str] | None = None, max_messages: int 
 
 
 fold_trackable_messages = CollectTrackingData
-
-
-def install_schedule(app: Any) -> bool:
-    """Add the periodic fold to `app`'s beat schedule unless disabled; return whether it was added."""
-    if settings.DISABLE_COLLECTION_TASK:
-        return False
-    schedule = app.conf.beat_schedule
-    if SCHEDULE_NAME not in schedule:
-        schedule[SCHEDULE_NAME] = {"task": TASK_NAME, "schedule": float(settings.COLLECTION_PERIOD)}
-    return True
 
 
 def _on_finalize(app: Any) -> None:
