@@ -9,6 +9,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from trackable.buckets import DAY
+from trackable.sites import COUNTER_TYPES
 
 __all__ = [
     "TrackableData",
@@ -81,15 +82,7 @@ def counter_fields(model: type[models.Model]) -> tuple[str, ...]:
         if f.name not in RESERVED_FIELDS
         and not f.primary_key
         and not f.is_relation
-        and f.get_internal_type()
-        in {
-            "IntegerField",
-            "BigIntegerField",
-            "SmallIntegerField",
-            "PositiveIntegerField",
-            "PositiveBigIntegerField",
-            "PositiveSmallIntegerField",
-        }
+        and f.get_internal_type() in COUNTER_TYPES
     )
 
 

@@ -13,17 +13,18 @@ from trackable.exceptions import AlreadyRegistered, AmbiguousField, NotRegistere
 
 __all__ = ["TrackableSite", "Route", "site"]
 
-INTEGER_TYPES = {
-    "AutoField",
-    "BigAutoField",
-    "SmallAutoField",
-    "IntegerField",
-    "BigIntegerField",
-    "SmallIntegerField",
-    "PositiveIntegerField",
-    "PositiveBigIntegerField",
-    "PositiveSmallIntegerField",
-}
+# Internal types of the fields a counter can be; a primary key may also be an auto field.
+COUNTER_TYPES = frozenset(
+    {
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveBigIntegerField",
+        "PositiveSmallIntegerField",
+    }
+)
+INTEGER_TYPES = COUNTER_TYPES | {"AutoField", "BigAutoField", "SmallAutoField"}
 
 
 @dataclass(frozen=True)
