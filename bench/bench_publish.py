@@ -22,6 +22,16 @@ def per_call(fn, calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
+def baseline_options() -> dict:
+    """Return the baseline's transport options: like ours, publisher confirms included on amqp://."""
+    from trackable.conf import settings
+
+    options = dict(settings.BROKER_TRANSPORT_OPTIONS)
+    if settings.PUBLISH_CONFIRMS and settings.broker_url.startswith("amqp"):
+        options["confirm_publish"] = True  # same guarantee on both sides of the ratio
+    return options
+
+
 def bare_publisher(body: bytes, queue_name: str):
     """Return a function that publishes `body` once through kombu.pools.producers."""
     from kombu import Connection
@@ -29,7 +39,7 @@ def bare_publisher(body: bytes, queue_name: str):
 
     from trackable.conf import settings
 
-    conn = Connection(settings.broker_url, transport_options=dict(settings.BROKER_TRANSPORT_OPTIONS))
+    conn = Connection(settings.broker_url, transport_options=baseline_options())
     pool = producers[conn]
 
     def publish() -> None:
@@ -52,7 +62,7 @@ def held_publisher(body: bytes, queue_name: str):
 
     from trackable.conf import settings
 
-    conn = Connection(settings.broker_url, transport_options=dict(settings.BROKER_TRANSPORT_OPTIONS))
+    conn = Connection(settings.broker_url, transport_options=baseline_options())
     producer = Producer(conn.default_channel)
 
     def publish() -> None:
@@ -97,7 +107,10 @@ def per_call_figures(args, article) -> None:
     held = held_publisher(body, transport.queue_name(label))
     send = lambda: send_increment_message(None, article, "downloads")  # noqa: E731
     bare(), held(), send()  # connect and declare outside the timings
-    common = {"broker": args.broker, "runs": args.runs}
+    from trackable.conf import settings
+
+    confirms = bool(settings.PUBLISH_CONFIRMS) and settings.broker_url.startswith("amqp")
+    common = {"broker": args.broker, "runs": args.runs, "publish_confirms": confirms}
 
     def triple() -> tuple[float, float, float]:
         timings = per_call(send, args.calls), per_call(bare, args.calls), per_call(held, args.calls)
