@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
+from django.db import connection
 from django.test import override_settings
 
 from tests.testapp.models import (
@@ -23,6 +24,9 @@ from trackable import query
 from trackable.buckets import bucket_start
 from trackable.messaging import process_messages, send_increment_message
 from trackable.query import Point, QueryError, TopEntry
+
+# MySQL and MariaDB refuse LIMIT inside an IN subquery, so top_objects() ranks in a query of its own there.
+TOP_OBJECTS_QUERIES = 2 if connection.vendor == "mysql" else 1
 
 UTC = timezone.utc
 PARIS = ZoneInfo("Europe/Paris")
@@ -185,7 +189,7 @@ def test_top_ranks_parents_by_their_total_in_the_window(db, django_assert_num_qu
     with django_assert_num_queries(1):
         ranked = query.top(Article, "impressions", utc(2026, 5, 1), utc(2026, 6, 1), n=2)
     assert ranked == [TopEntry(b.pk, 7), TopEntry(a.pk, 5)]
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(TOP_OBJECTS_QUERIES):
         objects = query.top_objects(Article, "impressions", utc(2026, 5, 1), utc(2026, 6, 1), n=2)
     assert [(o, o.trackable_total) for o in objects] == [(b, 7), (a, 5)]
 
@@ -316,6 +320,6 @@ def test_top_objects_of_a_filtered_queryset_rank_among_its_own(db, django_assert
     add_rows(ArticleTrackableData, a, {utc(2026, 5, 1): {"impressions": 1}})
     add_rows(ArticleTrackableData, b, {utc(2026, 5, 1): {"impressions": 100}})
     add_rows(ArticleTrackableData, c, {utc(2026, 5, 1): {"impressions": 5}})
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(TOP_OBJECTS_QUERIES):
         objects = query.top_objects(Article.objects.filter(title__startswith="keep"), "impressions", n=2)
     assert [(o.title, o.trackable_total) for o in objects] == [("keep c", 5), ("keep a", 1)]

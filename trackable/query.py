@@ -19,7 +19,7 @@ from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import connections, models
 from django.db.models import F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Cast, Coalesce, Trunc
 
@@ -185,7 +185,11 @@ def top_objects(
     # Only a filtered queryset needs the semi-join; ranking every parent skips it.
     among = qs.order_by().values("pk") if qs.query.has_filters() else None
     ranked = _ranked(dm, qs.model, field, start, end, n, qs.db, among).values("object_id")
-    chosen = qs.filter(pk__in=_as_pk(ranked, qs.model, dm))
+    if connections[qs.db].vendor == "mysql":
+        # MySQL and MariaDB refuse LIMIT inside an IN subquery: rank first (a second query there).
+        chosen = qs.filter(pk__in=[row["object_id"] for row in ranked])
+    else:
+        chosen = qs.filter(pk__in=_as_pk(ranked, qs.model, dm))
     return list(annotate_total(chosen, field, start, end, name=name, data_model=dm).order_by(f"-{name}", "pk"))
 
 
