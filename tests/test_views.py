@@ -309,6 +309,23 @@ def test_dashboard_is_for_staff_and_shows_totals_and_top_objects(client, db, sta
     assert client.get(url + "?days=0").status_code == 400
 
 
+def test_dashboard_shows_the_pipeline_status(client, db, staff):
+    from trackable.messaging import process_messages, send_increment_message
+
+    article = Article.objects.create(title="Alpha")
+    for _ in range(3):
+        send_increment_message(None, article, "impressions")
+    client.force_login(staff)
+    page = client.get(reverse("trackable:dashboard")).content.decode()
+    assert '<td class="trackable-queued">3</td>' in page
+    assert '<td class="trackable-dead">0</td>' in page
+    assert '<td class="trackable-last-fold">never</td>' in page
+    process_messages(idle_timeout=0.3)
+    page = client.get(reverse("trackable:dashboard")).content.decode()
+    assert '<td class="trackable-queued">0</td>' in page
+    assert ": 3 events / 3 messages" in page
+
+
 def test_parent_admin_shows_a_chart_per_counter(client, article, django_user_model):
     client.force_login(django_user_model.objects.create_superuser("root", password="pw"))
     today = bucket_start(datetime.now(UTC), "day")

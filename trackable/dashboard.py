@@ -17,6 +17,7 @@ from trackable.buckets import DAY
 from trackable.conf import settings
 from trackable.models import TrackableTimeSeriesData, counter_fields
 from trackable.sites import site
+from trackable.status import collect_status
 
 __all__ = ["WINDOWS", "dashboard_view", "Section", "Counter"]
 
@@ -87,5 +88,6 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "end": end,
         "time_zone": settings.time_zone,
         "sections": build_sections(start, end),
+        "status": collect_status(),  # the facts of manage.py trackable_status
     }
     return render(request, "trackable/dashboard.html", context)
