@@ -173,3 +173,18 @@ def test_an_unusable_import_resolver(value, message):
     with override_settings(TRACKABLE_IMPORT_RESOLVER=value):
         [error] = [e for e in check_operations() if e.id == "trackable.E011"]
     assert error.msg.startswith(message)
+
+
+@pytest.mark.django_db
+def test_quiet_folds_do_not_add_a_row_each():
+    from trackable.folding import FoldResult
+    from trackable.models import FoldRun
+    from trackable.status import record_fold_run
+
+    for _ in range(5):
+        record_fold_run(FoldResult())
+    assert FoldRun.objects.count() == 1
+    record_fold_run(FoldResult(messages=2, events=2, rows=1))
+    record_fold_run(FoldResult())
+    record_fold_run(FoldResult())
+    assert list(FoldRun.objects.order_by("finished_at").values_list("messages", flat=True)) == [0, 2, 0]

@@ -34,16 +34,21 @@ NOT_KNOWABLE = {
 
 
 def record_fold_run(result: Any) -> None:
-    """Record a finished fold (a FoldResult) and forget runs older than TRACKABLE_LEDGER_RETENTION."""
+    """Record a finished fold (a FoldResult) and forget runs older than TRACKABLE_LEDGER_RETENTION.
+
+    A run that found nothing to fold, after another such run, only moves that run's time forward, so a
+    ``--loop`` folding every second does not write a row per second while the site is quiet.
+    """
     now = dj_timezone.now()
     db = router.db_for_write(FoldRun)
+    counts = {name: int(getattr(result, name, 0)) for name in ("messages", "events", "rows", "duplicates", "malformed")}
     try:
         with transaction.atomic(using=db):
-            FoldRun.objects.using(db).create(
-                finished_at=now,
-                seconds=float(getattr(result, "seconds", 0.0)),
-                **{name: int(getattr(result, name, 0)) for name in ("messages", "events", "rows", "duplicates", "malformed")},
-            )
+            last = FoldRun.objects.using(db).order_by("-finished_at").first()
+            if not any(counts.values()) and last is not None and not (last.messages or last.duplicates or last.malformed):
+                FoldRun.objects.using(db).filter(pk=last.pk).update(finished_at=now)
+            else:
+                FoldRun.objects.using(db).create(finished_at=now, seconds=float(getattr(result, "seconds", 0.0)), **counts)
             cutoff = now - timedelta(seconds=settings.LEDGER_RETENTION)
             FoldRun.objects.using(db).filter(finished_at__lt=cutoff).delete()
     except DatabaseError as err:  # the fold itself is committed and acked; only its record is lost
