@@ -30,28 +30,25 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _bad_setting(name: str, value: Any, requirement: str) -> checks.Error:
+    """Return the E004 error for a setting whose value does not meet `requirement`."""
+    return checks.Error(
+        f"{PREFIX}{name} is {value!r}; it must be {requirement}.",
+        hint=f"Fix {PREFIX}{name} in your settings or remove it to use the default.",
+        id="trackable.E004",
+    )
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Check the TRACKABLE_* settings."""
     errors: list[checks.CheckMessage] = []
     for name, types in _TYPES.items():
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, types) or (not isinstance(value, dict) and value <= 0):
-            errors.append(
-                checks.Error(
-                    f"{PREFIX}{name} is {value!r}; it must be a positive {' or '.join(t.__name__ for t in types)}.",
-                    hint=f"Fix {PREFIX}{name} in your settings or remove it to use the default.",
-                    id="trackable.E004",
-                )
-            )
+            errors.append(_bad_setting(name, value, f"a positive {' or '.join(t.__name__ for t in types)}"))
     max_events = settings.BUFFER_MAX_EVENTS
     if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 0:
-        errors.append(
-            checks.Error(
-                f"{PREFIX}BUFFER_MAX_EVENTS is {max_events!r}; it must be an int, 0 to send without a buffer.",
-                hint=f"Fix {PREFIX}BUFFER_MAX_EVENTS in your settings or remove it to use the default.",
-                id="trackable.E004",
-            )
-        )
+        errors.append(_bad_setting("BUFFER_MAX_EVENTS", max_events, "an int, 0 to send without a buffer"))
     url = settings.broker_url
     if url.startswith("filesystem:"):
         if settings.queue_dir is None:
@@ -135,13 +132,7 @@ def check_spiders(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     errors: list[checks.CheckMessage] = []
     interval = settings.SPIDER_REFRESH_INTERVAL
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
-        errors.append(
-            checks.Error(
-                f"{PREFIX}SPIDER_REFRESH_INTERVAL is {interval!r}; it must be a number of seconds (0: never).",
-                hint=f"Fix {PREFIX}SPIDER_REFRESH_INTERVAL or remove it to use the default.",
-                id="trackable.E004",
-            )
-        )
+        errors.append(_bad_setting("SPIDER_REFRESH_INTERVAL", interval, "a number of seconds (0: never)"))
     for name in ("SPIDER_DATASET_EXCLUDE", "HUMAN_USER_AGENTS"):
         for pattern in getattr(settings, name) or ():
             try:
