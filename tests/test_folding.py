@@ -153,7 +153,7 @@ def test_malformed_messages_are_dead_lettered_and_the_rest_counted(caplog):
             "'nope' is not a counter field of testapp.ArticleTrackableData",
             "data model 'testapp.ghostdata' is not registered",
             "'testapp.video' is not registered with testapp.ArticleTrackableData",
-            "parent pk 'abc' does not fit testapp.ArticleTrackableData.object_id",
+            "parent pk 'abc' cannot be stored: Article.id (BigAutoField) holds integers and 'abc' is not one",
             f"event for testapp.articletotals arrived on queue {folding.transport.queue_name(label)}",
         ]
     )

@@ -11,6 +11,7 @@ __all__ = [
     "AmbiguousField",
     "TrackableConnectionError",
     "MalformedMessage",
+    "InvalidPrimaryKey",
     "QueryError",
     "TrackableDeprecationWarning",
     "ImproperlyConfigured",
@@ -43,6 +44,10 @@ class TrackableConnectionError(TrackableError, ConnectionError):
 
 class MalformedMessage(TrackableError, ValueError):
     """A message taken off the queue is not a valid django-trackable message."""
+
+
+class InvalidPrimaryKey(TrackableError, ValueError):
+    """The object's primary key cannot be stored by its data model (out of range, too long, a NUL)."""
 
 
 class QueryError(TrackableError, ValueError):

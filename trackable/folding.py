@@ -5,7 +5,6 @@ import logging
 import re
 import socket
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -13,23 +12,23 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import models, router
 from django.utils import timezone as dj_timezone
 from kombu import Connection, Consumer, Producer
 
-from trackable import ledger, messages, redisqueue, transport
+from trackable import messages, redisqueue, transport
 from trackable.buckets import bucket_start, get_zone
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered
 from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields
+from trackable.pklimits import PkLimits, pk_limits
 from trackable.sites import site
-from trackable.upsert import upsert_increments
+from trackable.commit import commit_isolating
 
 __all__ = ["FoldResult", "process_messages", "fold_batch", "prune_ledger"]
 
 logger = logging.getLogger("trackable")
 
-LEDGER_RETRIES = 5
 # Unacked messages the broker may deliver, in batches: while one batch commits, the next one streams
 # in (a prefetch of one batch leaves the broker idle during every commit).
 PREFETCH_BATCHES = 2
@@ -213,7 +212,7 @@ class _Validator:
     def __init__(self) -> None:
         self.zone = get_zone(settings.time_zone)
         self.models: dict[str, type[models.Model]] = {}
-        self.parents: dict[tuple[type, str], int] = {}
+        self.parents: dict[tuple[type, str], tuple[int, PkLimits]] = {}
         self.buckets: dict[tuple[str, int], datetime] = {}
         self.routes: dict[tuple[str, str, str, str], tuple] = {}
 
@@ -226,15 +225,17 @@ class _Validator:
             self.models[label] = dm
         return dm
 
-    def content_type_id(self, dm: type[models.Model], parent_label: str) -> int:
+    def parent(self, dm: type[models.Model], parent_label: str) -> tuple[int, PkLimits]:
+        """Return the content type id of a registered parent of `dm` and the pks `dm` can hold for it."""
         key = (dm, parent_label)
-        ct_id = self.parents.get(key)
-        if ct_id is None:
+        found = self.parents.get(key)
+        if found is None:
             parent = next((p for p in site.parents_of(dm) if p._meta.label_lower == parent_label), None)
             if parent is None:
                 raise MalformedMessage(f"{parent_label!r} is not registered with {dm._meta.label}")
-            ct_id = self.parents[key] = ContentType.objects.get_for_model(parent, for_concrete_model=False).pk
-        return ct_id
+            ct_id = ContentType.objects.get_for_model(parent, for_concrete_model=False).pk
+            found = self.parents[key] = (ct_id, pk_limits(parent, dm))
+        return found
 
     def bucket(self, dm: type[models.Model], ts_ms: int) -> datetime | None:
         if not issubclass(dm, TrackableTimeSeriesData):
@@ -247,14 +248,14 @@ class _Validator:
         return start
 
     def route(self, data_label: str, parent_label: str, field_name: str, queue: str) -> tuple:
-        """Return (data model, content type id, object_id converter) of a checked event route."""
+        """Return (data model, content type id, object_id converter, pk limits) of a checked event route."""
         dm = self.data_model(data_label)
         if transport.queue_name(data_label) != queue:
-            raise MalformedMessage(f"event for {data_label} arrived on queue {queue}")
+            raise MalformedMessage(f"event for {data_label} arrived on queue {queue}"[:300])
         if field_name not in counter_fields(dm):
             raise MalformedMessage(f"{field_name!r} is not a counter field of {dm._meta.label}")
-        ct_id = self.content_type_id(dm, parent_label)
-        return dm, ct_id, dm._meta.get_field("object_id").to_python
+        ct_id, limits = self.parent(dm, parent_label)
+        return dm, ct_id, dm._meta.get_field("object_id").to_python, limits
 
     def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int]]:
         out = []
@@ -265,7 +266,10 @@ class _Validator:
             route = routes.get(route_key)
             if route is None:
                 route = routes[route_key] = self.route(*route_key)
-            dm, ct_id, to_python = route
+            dm, ct_id, to_python, limits = route
+            problem = limits.problem(event.pk)
+            if problem is not None:
+                raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} cannot be stored: {problem}")
             try:
                 object_id = to_python(event.pk)
             except ValidationError as err:
@@ -275,68 +279,40 @@ class _Validator:
 
 
 def fold_batch(batch: list[Any], channel: Any) -> FoldResult:
-    """Fold one batch of kombu messages: commit their increments and ledger ids, then ack them."""
+    """Fold one batch of kombu messages: commit their increments and ledger ids, then ack them.
+
+    Messages the database refuses are isolated (see trackable.commit) and set aside with the rest of
+    the malformed ones; everything else commits.
+    """
     result = FoldResult(batches=1)
+    good, bad = _validate(batch)
+    done = commit_isolating(good, router.db_for_write(FoldedMessage))
+    result.rows = done.rows
+    result.duplicates = len(done.duplicates)
+    result.messages = len(done.fresh)
+    result.events = sum(len(m.events) for _, m, _ in done.fresh)
+    _set_aside(bad + done.refused, channel, result)
+    _ack([raw for raw, _, _ in good] + [raw for raw, _ in bad], channel)
+    return result
+
+
+def _validate(batch: list[Any]) -> tuple[list[tuple[Any, messages.Message, list]], list[tuple[Any, str]]]:
+    """Split a batch into (raw, parsed, rows) of valid messages and (raw, reason) of malformed ones."""
     validator = _Validator()
     good: list[tuple[Any, messages.Message, list]] = []
     bad: list[tuple[Any, str]] = []
     for raw in batch:
         try:
             if raw.content_type != messages.CONTENT_TYPE:
-                raise MalformedMessage(f"content type {raw.content_type!r} is not {messages.CONTENT_TYPE}")
+                raise MalformedMessage(f"content type {str(raw.content_type)[:80]!r} is not {messages.CONTENT_TYPE}")
             parsed = messages.parse(raw.body, settings.MAX_MESSAGE_BYTES)
             queue = raw.delivery_info.get("routing_key") or ""
+            if not isinstance(queue, str):
+                raise MalformedMessage(f"routing key {str(queue)[:80]!r} is not a queue name")
             good.append((raw, parsed, validator.rows(parsed, queue)))
         except MalformedMessage as err:
             bad.append((raw, str(err)))
-
-    db = router.db_for_write(FoldedMessage)
-    for attempt in range(LEDGER_RETRIES):
-        seen = ledger.seen_before(db, [parsed.id for _, parsed, _ in good])
-        try:
-            with transaction.atomic(using=db):
-                fresh, dupes = _claim(good, db, seen)
-                _commit(fresh, db, result)
-            break
-        except IntegrityError:
-            # Another worker committed some of these ids after we looked: look again, never count twice.
-            if attempt == LEDGER_RETRIES - 1:
-                raise
-            result.rows = 0
-    result.duplicates = len(dupes)
-    result.messages = len(fresh)
-    result.events = sum(len(m.events) for _, m, _ in fresh)
-
-    _set_aside(bad, channel, result)
-    _ack([raw for raw, _, _ in good] + [raw for raw, _ in bad], channel)
-    return result
-
-
-def _claim(good: list, db: str, seen: set[str] | None) -> tuple[list, list]:
-    """Record the batch's new ids in the ledger; return (fresh, duplicates), both in batch order."""
-    new = ledger.claim_ids(db, [parsed.id for _, parsed, _ in good], dj_timezone.now(), seen)
-    fresh, dupes = [], []
-    for item in good:
-        message_id = item[1].id
-        if message_id in new:
-            new.discard(message_id)  # a second copy inside the same batch is a duplicate
-            fresh.append(item)
-        else:
-            dupes.append(item)
-    return fresh, dupes
-
-
-def _commit(fresh: list, db: str, result: FoldResult) -> None:
-    """Add the increments of `fresh` messages: one upsert per data model, in a consistent lock order."""
-    if not fresh:
-        return
-    totals: dict[type[models.Model], dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
-    for _, _, rows in fresh:
-        for dm, key, field_name, amount in rows:
-            totals[dm][key][field_name] += amount
-    connection = connections[db]
-    for dm in sorted(totals, key=lambda m: m._meta.label_lower):
-        result.rows += upsert_increments(connection, dm, totals[dm])
+    return good, bad
 
 
 def _set_aside(bad: list[tuple[Any, str]], channel: Any, result: FoldResult) -> None:

@@ -25,9 +25,10 @@ MAX_AMOUNT = 2**31 - 1
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
-_LABEL = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-_ID = re.compile(r"^[0-9a-f]{32}$")
+# Matched with fullmatch: "$" would also accept a trailing newline.
+_LABEL = re.compile(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_ID = re.compile(r"[0-9a-f]{32}")
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
 
 
@@ -74,7 +75,7 @@ def parse(body: bytes | str, max_bytes: int = 1024 * 1024) -> Message:
     if data["v"] != VERSION or isinstance(data["v"], bool):
         raise MalformedMessage(f"version is {data['v']!r}, this folder reads version {VERSION}")
     message_id = data["id"]
-    if not isinstance(message_id, str) or not _ID.match(message_id):
+    if not isinstance(message_id, str) or not _ID.fullmatch(message_id):
         raise MalformedMessage("id is not 32 lowercase hex digits")
     raw_events = data["e"]
     if not isinstance(raw_events, list) or not raw_events:
@@ -98,12 +99,12 @@ def _parse_event(index: int, raw: Any) -> Event:
     known = type(data_label) is str and type(parent_label) is str and type(field) is str and names in _checked_names
     if not known:
         for name, label in (("data model", data_label), ("parent model", parent_label)):
-            if not isinstance(label, str) or len(label) > 200 or not _LABEL.match(label):
+            if not isinstance(label, str) or len(label) > 200 or not _LABEL.fullmatch(label):
                 raise MalformedMessage(f"event {index}: {name} label {str(label)[:80]!r} is not 'app_label.model'")
     if isinstance(pk, bool) or not isinstance(pk, (int, str)) or (isinstance(pk, str) and not 0 < len(pk) <= 255):
         raise MalformedMessage(f"event {index}: parent pk {str(pk)[:80]!r} is not an integer or a short string")
     if not known:
-        if not isinstance(field, str) or not _FIELD.match(field):
+        if not isinstance(field, str) or not _FIELD.fullmatch(field):
             raise MalformedMessage(f"event {index}: field {str(field)[:80]!r} is not a field name")
         if len(_checked_names) < _CHECKED_NAMES_MAX:
             _checked_names.add(names)

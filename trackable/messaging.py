@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from trackable import buffer, messages
 from trackable.delivery import deliver
 from trackable.conf import settings
+from trackable.exceptions import InvalidPrimaryKey
 from trackable.folding import FoldResult, process_messages
 from trackable.sites import site
 
@@ -69,6 +70,9 @@ class TrackableMessage(ABC):
             if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < abs(amount) <= messages.MAX_AMOUNT:
                 raise ValueError(f"The amount for {field!r} must be a non-zero integer within ±{messages.MAX_AMOUNT}, not {amount!r}.")
             route = site.route(type(obj), field, self.data_model)
+            problem = route.pk_limits.problem(pk)
+            if problem is not None:
+                raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {str(pk)[:80]!r}: {problem}.")
             grouped[route.data_label].append((route.data_label, route.parent_label, pk, field, amount, ts))
         return grouped
 

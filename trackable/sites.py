@@ -10,6 +10,7 @@ from django.db import models
 
 from trackable.buckets import GRANULARITIES
 from trackable.exceptions import AlreadyRegistered, AmbiguousField, NotRegistered, UnknownField
+from trackable.pklimits import PkLimits, pk_limits
 
 __all__ = ["TrackableSite", "Route", "site"]
 
@@ -35,6 +36,7 @@ class Route:
     data_label: str
     parent_label: str
     field: str
+    pk_limits: PkLimits
 
 
 class TrackableSite:
@@ -168,7 +170,7 @@ class TrackableSite:
                 f"({', '.join(dm.__name__ for dm in matches)}); pass data_model= to choose one."
             )
         dm = matches[0]
-        return Route(dm, dm._meta.label_lower, model._meta.label_lower, field)
+        return Route(dm, dm._meta.label_lower, model._meta.label_lower, field, pk_limits(model, dm))
 
     # -- checks ------------------------------------------------------------------------------------
     @staticmethod

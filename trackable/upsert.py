@@ -8,16 +8,27 @@ created if missing and then changed by one UPDATE … FROM (VALUES …) that sto
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import DataError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from trackable.models import TrackableTimeSeriesData
 from trackable.models import counter_fields as all_counter_fields
 
-__all__ = ["upsert_increments"]
+__all__ = ["upsert_increments", "CounterOverflow", "field_range"]
 
 POSITIVE_TYPES = {"PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField"}
 MAX_ROWS_PER_STATEMENT = 1000
+
+
+class CounterOverflow(DataError):
+    """A counter went beyond its field's range where the database would not refuse it itself (SQLite)."""
+
+
+def field_range(internal_type: str) -> tuple[int, int]:
+    """Return the (min, max) Django allows for an integer field type on every backend."""
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    return BaseDatabaseOperations.integer_field_ranges[internal_type]
 
 
 def upsert_increments(
@@ -82,6 +93,9 @@ class _Writer:
         self.counter_cols = [qn(f.column) for f in counters]
         self.positive = positive
         self.key_fields = key_fields
+        # SQLite stores any 64-bit integer in any integer column (and turns an overflow into a float), so
+        # there the new values are read back and checked against the fields' ranges.
+        self.check = connection.vendor == "sqlite"
 
     def _chunks(self, rows: list, ncols: int):
         max_params = self.connection.features.max_query_params or 65535
@@ -89,15 +103,32 @@ class _Writer:
         for start in range(0, len(rows), size):
             yield rows[start : start + size]
 
-    def _execute(self, sql: str, params: list) -> None:
+    def _execute(self, sql: str, params: list, touched: list | None = None) -> None:
+        """Run `sql`; where self.check, read the `touched` (field, column) values back and check their range."""
+        if not (self.check and touched):
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, params)
+            return
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(f"{sql} RETURNING {', '.join(c for _, c in touched)}", params)
+            for row in cursor.fetchall():
+                for (f, _), value in zip(touched, row):
+                    self._check_range(f, value)
+
+    @staticmethod
+    def _check_range(f: models.Field, value: object) -> None:
+        low, high = field_range(f.get_internal_type())
+        if type(value) is not int or not low <= value <= high:
+            raise CounterOverflow(
+                f"{f.model.__name__}.{f.attname} would hold {value}, beyond {f.get_internal_type()}'s range {low} to {high}"
+            )
 
     def _insert_head(self) -> str:
         return f"INSERT INTO {self.table} ({', '.join(self.key_cols + self.counter_cols)}) VALUES "
 
     def upsert(self, rows: list[tuple[list, dict[str, int]]]) -> None:
-        touched = [c for f, c in zip(self.counters, self.counter_cols) if any(f.attname in d for _, d in rows)]
+        pairs = [(f, c) for f, c in zip(self.counters, self.counter_cols) if any(f.attname in d for _, d in rows)]
+        touched = [c for _, c in pairs]
         if self.mysql:
             tail = " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = {c} + VALUES({c})" for c in touched)
         else:
@@ -109,7 +140,7 @@ class _Writer:
         placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
         for chunk in self._chunks(rows, ncols):
             params = [v for keys, deltas in chunk for v in keys + [deltas.get(f.attname, 0) for f in self.counters]]
-            self._execute(self._insert_head() + ", ".join([placeholder] * len(chunk)) + tail, params)
+            self._execute(self._insert_head() + ", ".join([placeholder] * len(chunk)) + tail, params, pairs)
 
     def upsert_unnest(self, rows: list[tuple[list, dict[str, int]]]) -> None:
         """Upsert every row in one statement whose parameters are one array per column (PostgreSQL).
@@ -163,4 +194,4 @@ class _Writer:
                 placeholder = "(" + ", ".join(["%s"] * ncols) + ")"
                 values = ", ".join([placeholder] * len(chunk))
                 sql = f"UPDATE {self.table} SET {', '.join(sets)} FROM (VALUES {values}) AS v WHERE {match}"
-            self._execute(sql, params)
+            self._execute(sql, params, touched)
