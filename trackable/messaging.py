@@ -72,7 +72,7 @@ class TrackableMessage(ABC):
             route = site.route(type(obj), field, self.data_model)
             problem = route.pk_limits.problem(pk)
             if problem is not None:
-                raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {str(pk)[:80]!r}: {problem}.")
+                raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
             grouped[route.data_label].append((route.data_label, route.parent_label, pk, field, amount, ts))
         return grouped
 

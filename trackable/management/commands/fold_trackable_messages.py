@@ -30,9 +30,18 @@ class Command(BaseCommand):
         parser.add_argument("--loop", action="store_true", help="Keep folding every --interval seconds.")
         parser.add_argument("--interval", type=float, default=5.0, help="Seconds between folds with --loop.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+        parser.add_argument(
+            "--replay-dead-letters",
+            action="store_true",
+            help="First put the dead letters back on their queues (e.g. after widening a counter field).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         chosen = [self._data_model(label) for label in options["data_models"]] or None
+        if options["replay_dead_letters"]:
+            from trackable.deadletters import replay_dead_letters
+
+            self.stdout.write(str(replay_dead_letters()))
         while True:
             try:
                 result = process_messages(
@@ -46,6 +55,13 @@ class Command(BaseCommand):
                 db.close_old_connections()
                 for conn in db.connections.all():
                     conn.close_if_unusable_or_obsolete()
+                time.sleep(options["interval"])
+                continue
+            except Exception:
+                if not options["loop"]:
+                    raise
+                # Never a crash loop: an unforeseen error is logged with its traceback and the loop goes on.
+                logger.exception("Fold failed unexpectedly, retrying in %gs", options["interval"])
                 time.sleep(options["interval"])
                 continue
             quiet = options["loop"] and options["verbosity"] < 2 and not (result.messages or result.malformed or result.duplicates)
