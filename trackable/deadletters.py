@@ -38,9 +38,8 @@ def replay_dead_letters(connection: Connection | None = None) -> ReplayResult:
     try:
         channel = conn.channel()
         dead = transport.dead_letter_queue()(channel)
-        dead.declare()
         producer = Producer(channel)
-        for _ in range(dead.queue_declare(passive=True).message_count):
+        for _ in range(dead.queue_declare().message_count):
             message = dead.get(no_ack=False)
             if message is None:
                 break

@@ -151,32 +151,53 @@ def _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result)
     names = [q.name for q in queues]
     for queue in queues:
         queue(channel).declare()
-    quiet_since, turn = time.monotonic(), 0
+    dead = transport.dead_letter_queue()
+    dead(channel).declare()
+    limits = {
+        "max_bytes": transport.max_envelope_bytes(),
+        "budget": BATCH_MAX_BYTES,
+        "dead": None if settings.REMOVE_MALFORMED_MESSAGES else dead.name,
+    }
+    quiet_since = restored_at = time.monotonic()
+    turn = 0
     while (want := _room(result, batch_size, max_messages)) > 0:
         turn += 1
         order = names[turn % len(names):] + names[: turn % len(names)]  # no queue starves the others
-        batch = redisqueue.take(channel, order, want)
+        batch = redisqueue.take(channel, order, want, **limits)
+        _count_oversized(batch.oversized, limits, result)
         if not batch:
             if time.monotonic() - quiet_since >= idle_timeout:
                 return
+            if time.monotonic() - restored_at >= redisqueue.LEASE / 3:
+                restored_at = time.monotonic()
+                redisqueue.restore_expired(channel)
             time.sleep(min(0.05, idle_timeout))
             continue
         quiet_since = time.monotonic()
         try:
             result.add(fold_batch(batch, channel))
         except BaseException:
-            # Not a crash (a crash leaves them to restore_visible): give them back at once.
+            # Not a crash (a crash leaves them to the next fold's restore_expired): give them back at once.
             redisqueue.restore(channel, [m.delivery_tag for m in batch])
             raise
 
 
-def _restore_visible(conn: Connection, channel: Any) -> None:
-    """On Redis, give back messages that a dead worker took and never acked (older than visibility_timeout).
+def _count_oversized(n: int, limits: dict, result: FoldResult) -> None:
+    if not n:
+        return
+    where = "removed" if limits["dead"] is None else f"moved to queue {limits['dead']}"
+    logger.error("%d trackable messages over %d bytes %s without being read", n, limits["max_bytes"], where)
+    result.malformed += n
+    result.reasons["oversized envelope"] = result.reasons.get("oversized envelope", 0) + n
 
-    Kombu scans for them only every tenth idle poll of an event loop, which a fold never reaches, so a
-    killed worker's messages would otherwise stay invisible.
+
+def _restore_visible(conn: Connection, channel: Any) -> None:
+    """On Redis, give back the messages a dead fold took (older than redisqueue.LEASE).
+
+    Kombu's own scan (older than visibility_timeout) still runs for messages taken before an upgrade.
     """
     if conn.transport.driver_type == "redis":
+        redisqueue.restore_expired(channel)
         channel.qos.restore_visible(num=None, interval=1)
 
 

@@ -18,7 +18,7 @@ from trackable import fsqueue, outage
 from trackable.conf import settings
 from trackable.exceptions import TrackableConnectionError
 
-__all__ = ["connection", "queue_for", "dead_letter_queue", "publish", "reset", "queue_name"]
+__all__ = ["connection", "queue_for", "dead_letter_queue", "publish", "reset", "queue_name", "max_envelope_bytes"]
 
 # Publish straight to the queue through the default exchange: works alike on AMQP, Redis and
 # filesystem://, and needs no binding state in the publishing process.
@@ -42,6 +42,11 @@ def dead_letter_queue() -> Queue:
     """Return the queue where malformed messages are kept for inspection."""
     name = f"{settings.QUEUE_PREFIX}.dead"
     return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, auto_delete=False)
+
+
+def max_envelope_bytes() -> int:
+    """Return the size over which a broker envelope is set aside unread: room for a base64 body of the limit."""
+    return 2 * settings.MAX_MESSAGE_BYTES + 64 * 1024
 
 
 def connection(*, request_path: bool = False) -> Connection:
