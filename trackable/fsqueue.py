@@ -3,7 +3,12 @@
 Kombu's own transport writes a message file under its final name, so a consumer can read it half
 written (kombu issue 1551) and then fails on every poll. Here a producer writes a hidden temporary
 file and renames it into place, a consumer claims a file by renaming it (only one consumer wins),
-and a file that is not a valid envelope is moved to a `corrupt/` folder and counted, not raised.
+and a file that is not a valid envelope (or is over the size limit, looked up before reading) is
+moved to a `corrupt/` folder and counted, not raised.
+
+A claimed file stays on disk until its message is acked: a message given back (channel closed before
+the ack) is renamed to its old name, and the claimed files of a fold that died (its process is gone,
+or it held them longer than the lease) are renamed back by the next listing of the folder.
 """
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from queue import Empty
 
 from kombu.transport import filesystem
 from kombu.utils.json import dumps, loads
+
+from trackable.redisqueue import LEASE
 
 __all__ = ["Channel", "Transport"]
 
@@ -34,6 +41,9 @@ class Channel(filesystem.Channel):
         super().__init__(*args, **kwargs)
         self._pending: dict[str, list[str]] = {}
         self._listed_at = float("-inf")
+        self._claimed: dict[str, tuple[str, str]] = {}  # delivery tag → (claimed path, queue file name)
+        self._no_ack_get = False
+        self._no_ack_queues: set[str] = set()
 
     def _put(self, queue, payload, **kwargs):
         """Write `payload` under a hidden name, then rename it into `queue`'s place atomically."""
@@ -49,7 +59,9 @@ class Channel(filesystem.Channel):
         """List the folder once and sort every queue's files, oldest last (pop() takes it)."""
         pending: dict[str, list[str]] = {}
         for name in os.listdir(self.data_folder_in):
-            if name[0] == "." or not name.endswith(".msg"):
+            if name[0] == "." and name.endswith(".claimed"):
+                name = self._reclaim(name)
+            if name is None or name[0] == "." or not name.endswith(".msg"):
                 continue
             stamp, dot, queue = name[:-4].partition(".")  # "<ms>_<uuid>.<queue>.msg"
             if dot and "_" in stamp:
@@ -66,6 +78,21 @@ class Channel(filesystem.Channel):
             pending = self._pending.get(queue)
         return pending if pending is not None else []
 
+    def _reclaim(self, hidden: str) -> str | None:
+        """Rename a claimed file back to its queue name if its fold is gone or over the lease; return that name."""
+        name, _, pid = hidden[1 : -len(".claimed")].rpartition(".")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            return None
+        path = os.path.join(self.data_folder_in, hidden)
+        try:
+            if _alive(int(pid)) and time.time() - os.stat(path).st_ctime < LEASE:
+                return None
+            os.rename(path, os.path.join(self.data_folder_in, name))
+        except OSError:
+            return None  # another consumer reclaimed it, or its fold acked it meanwhile
+        logger.warning("Queue file %s given back: the fold that claimed it (pid %s) is gone or held it over %gs", name, pid, LEASE)
+        return name
+
     def _get(self, queue):
         folder = self.data_folder_in
         pending = self._candidates(queue)
@@ -77,20 +104,84 @@ class Channel(filesystem.Channel):
             except OSError:
                 continue  # another consumer claimed it first
             try:
-                with open(claimed, "rb") as f:
-                    raw = f.read()
+                payload = self._read(claimed)
             except OSError:
                 continue
-            try:
-                payload = loads(raw.decode("utf-8"))
-                if not isinstance(payload, dict) or "body" not in payload:
-                    raise ValueError("not a kombu envelope")
-            except (ValueError, UnicodeDecodeError) as err:
+            except ValueError as err:
                 self._set_aside(claimed, name, err)
                 continue
-            os.remove(claimed)
+            if self._no_ack_get or queue in self._no_ack_queues:
+                os.remove(claimed)  # nothing will ack it: taken is done
+            else:
+                self._claimed[payload["properties"]["delivery_tag"]] = (claimed, name)
             return payload
         raise Empty()
+
+    def basic_consume(self, queue, no_ack, callback, consumer_tag, **kwargs):
+        """Consume from `queue`, remembering whether its messages are acked."""
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+
+    def basic_get(self, queue, no_ack=False, **kwargs):
+        """Get one message; with no_ack its file is removed at once."""
+        self._no_ack_get = no_ack
+        try:
+            return super().basic_get(queue, no_ack=no_ack, **kwargs)
+        finally:
+            self._no_ack_get = False
+
+    @staticmethod
+    def _read(path: str) -> dict:
+        """Return the envelope in the file at `path`; raise ValueError if it is over the limit or not one."""
+        from trackable.transport import max_envelope_bytes
+
+        limit = max_envelope_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise ValueError(f"the file is {size} bytes, over the limit of {limit}")
+            raw = f.read(limit + 1)
+        try:
+            payload = loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            raise ValueError(f"not JSON: {err}") from err
+        if not isinstance(payload, dict) or "body" not in payload or len(raw) > limit:
+            raise ValueError("not a kombu envelope")
+        properties = payload.get("properties")
+        if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
+            raise ValueError("the envelope has no delivery tag")
+        return payload
+
+    def basic_ack(self, delivery_tag, multiple=False):
+        """Acknowledge the message and remove its claimed file."""
+        super().basic_ack(delivery_tag, multiple=multiple)
+        self._forget(delivery_tag)
+
+    def basic_reject(self, delivery_tag, requeue=False):
+        """Reject the message: give its file back (requeue) or remove it."""
+        super().basic_reject(delivery_tag, requeue=requeue)
+        if not requeue:
+            self._forget(delivery_tag)
+
+    def _forget(self, delivery_tag: str) -> None:
+        claimed, _ = self._claimed.pop(delivery_tag, (None, None))
+        if claimed is not None:
+            try:
+                os.remove(claimed)
+            except FileNotFoundError:
+                pass  # given back to the queue after the lease; the ledger spots the second copy
+
+    def _restore(self, message):
+        """Give an unacked message back by renaming its claimed file to its queue name."""
+        claimed, name = self._claimed.pop(message.delivery_tag, (None, None))
+        if claimed is None:
+            return super()._restore(message)
+        try:
+            os.rename(claimed, os.path.join(self.data_folder_in, name))
+        except FileNotFoundError:
+            pass
+        self._listed_at = float("-inf")
 
     def _set_aside(self, claimed: str, name: str, err: Exception) -> None:
         corrupt = os.path.join(self.data_folder_in, "corrupt")
@@ -116,6 +207,17 @@ class Channel(filesystem.Channel):
         self._pending.pop(queue, None)
         self._listed_at = float("-inf")
         return count
+
+
+def _alive(pid: int) -> bool:
+    """Return whether a process `pid` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Transport(filesystem.Transport):
