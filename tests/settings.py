@@ -101,9 +101,7 @@ elif TEST_BROKER == "amqp":
     TRACKABLE_BROKER_URL = os.environ.get("TRACKABLE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 elif TEST_BROKER == "redis":
     TRACKABLE_BROKER_URL = os.environ.get("TRACKABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    # Unacked messages come back after this many seconds (Redis has no per-connection requeue).
-    # A worker killed during kombu's restore scan holds its lock until unacked_mutex_expire.
-    TRACKABLE_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3, "unacked_mutex_expire": 4}
+    # No transport options: a killed fold's messages come back after the fold's own lease (redisqueue.LEASE).
 else:
     raise RuntimeError(f"TRACKABLE_TEST_BROKER={TEST_BROKER!r}: choose filesystem, amqp or redis.")
 

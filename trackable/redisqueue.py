@@ -110,6 +110,9 @@ class RedisMessage:
                 body = base64.b64decode(body, validate=True)
             if not isinstance(body, (str, bytes)):
                 raise TypeError("the body is not a string")
+            info = properties.get("delivery_info", {})
+            if not isinstance(info, dict) or not isinstance(info.get("routing_key", ""), str):
+                raise TypeError("the routing key is not a string")
             content_type, encoding, headers = envelope.get("content-type"), envelope.get("content-encoding"), envelope.get("headers")
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError, binascii.Error):
             return

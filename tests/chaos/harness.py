@@ -106,12 +106,10 @@ def run(events: int, kills: int, random_kills: bool, seed: int, log) -> dict:
     started = time.monotonic()
     expected = publish(events, seed)
     killed = kill_workers(kills, random_kills, seed, log)
-    options = getattr(settings, "TRACKABLE_BROKER_TRANSPORT_OPTIONS", {})
-    # Redis gives unacked messages back after visibility_timeout, later still if a worker died holding
-    # the restore lock (unacked_mutex_expire); other brokers at once.
-    wait = 3.0
-    if settings.TEST_BROKER == "redis":
-        wait += options.get("visibility_timeout", 3600) + options.get("unacked_mutex_expire", 300)
+    # A dead fold's messages come back at once (AMQP, filesystem://) or after its lease (Redis).
+    from trackable.redisqueue import LEASE
+
+    wait = 3.0 + (LEASE if settings.TEST_BROKER == "redis" else 0.0)
     final = final_fold(wait)
     got = counted()
     return {
