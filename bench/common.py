@@ -90,6 +90,6 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
 def parser(description: str) -> argparse.ArgumentParser:
     """Return an argument parser with the options every bench shares."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--broker", choices=["amqp", "redis"], default="amqp")
+    p.add_argument("--broker", choices=["amqp", "redis", "filesystem"], default="amqp")
     p.add_argument("--runs", type=int, default=5, help="repetitions; medians are reported")
     return p

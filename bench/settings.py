@@ -25,9 +25,10 @@ RUN_ID = os.environ.setdefault("TRACKABLE_BENCH_RUN_ID", uuid.uuid4().hex[:8])
 BROKER_URLS = {
     "amqp": os.environ.get("TRACKABLE_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"),
     "redis": os.environ.get("TRACKABLE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+    "filesystem": "filesystem://",
 }
 if BROKER not in BROKER_URLS:
-    raise RuntimeError(f"TRACKABLE_BENCH_BROKER={BROKER!r}: choose amqp or redis.")
+    raise RuntimeError(f"TRACKABLE_BENCH_BROKER={BROKER!r}: choose amqp, redis or filesystem.")
 
 DATABASES = {
     "default": {
@@ -40,6 +41,10 @@ DATABASES = {
 }
 TRACKABLE_BROKER_URL = BROKER_URLS[BROKER]
 TRACKABLE_QUEUE_PREFIX = f"trackable-bench-{RUN_ID}"
+if BROKER == "filesystem":
+    import tempfile
+
+    TRACKABLE_QUEUE_DIR = os.path.join(tempfile.gettempdir(), f"trackable-bench-{RUN_ID}")
 if BROKER == "redis":
     TRACKABLE_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 TRACKABLE_BUFFER = {"max_events": int(os.environ.get("TRACKABLE_BENCH_BUFFER_EVENTS", "0")), "max_delay": 1.0}
