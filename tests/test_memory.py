@@ -1,0 +1,53 @@
+"""A folding worker's memory stays bounded whatever the queue holds (CI-sized; bench/bench_memory.py is the big one)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.helpers import drain_dead_letters, publish_raw
+from tests.testapp.models import Article, ArticleTrackableData
+from trackable import messages, transport
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+LABEL = "testapp.articletrackabledata"
+TS = 1_796_000_000_000
+JUNK = 10
+VALID = 50
+LOOSE_BOUND_MB = 200  # the baseline of a fold is ~60 MB; ten junk messages held at once would add 70+ MB
+
+
+@pytest.mark.timeout(300)
+def test_big_junk_messages_are_set_aside_and_memory_stays_bounded():
+    article = Article.objects.create(title="a")
+    junk = b"j" * (5 * 1024 * 1024)
+    for i in range(VALID):
+        if i % 5 == 0 and i // 5 < JUNK:
+            publish_raw(junk, LABEL)
+        publish_raw(messages.build([(LABEL, "testapp.article", article.pk, "impressions", 1, TS)]), LABEL)
+    env = dict(os.environ, TRACKABLE_TEST_USE_TEST_DB="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "tests.chaos.memory_fold"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert (report["messages"], report["malformed"]) == (VALID, JUNK), report
+    assert ArticleTrackableData.objects.get().impressions == VALID
+    assert report["peak_rss_mb"] < LOOSE_BOUND_MB, report
+    dead = drain_dead_letters()
+    if settings.TEST_BROKER == "filesystem":  # set aside by size, before reading, into corrupt/
+        assert (report["reasons"], dead) == ({"corrupt queue file": JUNK}, [])
+        assert len(os.listdir(Path(settings.TRACKABLE_QUEUE_DIR) / "corrupt")) >= JUNK
+    elif settings.TEST_BROKER == "redis":  # set aside inside Redis, never sent to the worker
+        limit = transport.max_envelope_bytes()
+        assert report["reasons"] == {"oversized envelope": JUNK}
+        assert all(h["x-trackable-error"].endswith(f"bytes, over the limit of {limit}") for _, h in dead) and len(dead) == JUNK
+    else:
+        assert report["reasons"] == {"body is bytes, over the limit of": JUNK}
+        assert {h["x-trackable-error"] for _, h in dead} == {f"body is {len(junk)} bytes, over the limit of 1048576"}
