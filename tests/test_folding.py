@@ -236,3 +236,23 @@ def test_ledger_records_ids_and_is_pruned():
     with override_settings(TRACKABLE_LEDGER_RETENTION=1):
         assert folding.prune_ledger(now=dj_timezone.now() + timedelta(seconds=5)) == 1
     assert FoldedMessage.objects.count() == 0
+
+
+def test_dead_lettering_between_batches_loses_no_message_delivered_meanwhile():
+    # On AMQP a round trip while a batch folds (declaring the dead-letter queue) read every delivery
+    # ahead of its reply into the batch list, which was then cleared: those messages were acked with
+    # the next batch without ever being folded.
+    article = Article.objects.create(title="a")
+    label = "testapp.articletrackabledata"
+    ts = 1_796_000_000_000
+    for i in range(300):
+        if i % 20 == 0:
+            publish_raw(b"{not json", label)
+        publish_raw(messages.build([(label, "testapp.article", article.pk, "impressions", 1, ts)]), label)
+
+    result = fold(batch_size=50)
+
+    assert (result.messages, result.malformed) == (300, 15)
+    assert ArticleTrackableData.objects.get().impressions == 300
+    assert len(drain_dead_letters()) == 15
+    assert fold().messages == 0

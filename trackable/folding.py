@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, router
 from django.utils import timezone as dj_timezone
 from kombu import Connection, Consumer, Producer
+from kombu.common import maybe_declare
 
 from trackable import messages, redisqueue, transport
 from trackable.buckets import bucket_start, get_zone
@@ -135,6 +136,9 @@ def _room(result: FoldResult, batch_size: int, max_messages: int | None) -> int:
 def _fold_consumer(conn, channel, queues, batch_size, max_messages, idle_timeout, result) -> None:
     """Fold through a kombu consumer (AMQP, filesystem://): the broker pushes up to a batch."""
     batch: list[Any] = []
+    # Declared now, so that dead-lettering needs no round trip while consuming: a client waiting for a
+    # reply reads (and hands to on_message) every delivery ahead of it, unbounded by the byte budget.
+    maybe_declare(transport.dead_letter_queue(), channel)
     consumer = Consumer(channel, queues=queues, on_message=batch.append, auto_declare=True)
     consumer.qos(prefetch_count=min(batch_size * PREFETCH_BATCHES, 65535))
     with consumer:
@@ -142,8 +146,11 @@ def _fold_consumer(conn, channel, queues, batch_size, max_messages, idle_timeout
             _drain(conn, batch, want, idle_timeout)
             if not batch:
                 break
-            result.add(fold_batch(batch, channel))
-            batch.clear()
+            taken = batch[:]
+            # Anything delivered while this batch folds stays for the next one (never dropped unacked:
+            # the next batch's ack covers every earlier delivery tag).
+            del batch[: len(taken)]
+            result.add(fold_batch(taken, channel))
 
 
 def _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result) -> None:
