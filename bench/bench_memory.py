@@ -11,7 +11,7 @@ printed, with the ratio to the baseline. The target: a worker stays under 256 MB
 """
 from __future__ import annotations
 
-import os
+import atexit
 import statistics
 import sys
 
@@ -49,14 +49,14 @@ def one_round(broker: str, junk: int, mib: int, valid: int) -> float:
     return report["peak_rss_mb"]
 
 
-def _purge_dead() -> None:
+def _purge_dead(delete: bool = False) -> None:
     from trackable import transport
 
     conn = transport.connection()
     try:
         dead = transport.dead_letter_queue()(conn.channel())
         dead.declare()
-        dead.purge()
+        dead.delete() if delete else dead.purge()
     finally:
         conn.release()
 
@@ -69,6 +69,7 @@ def main() -> None:
     p.add_argument("--valid", type=int, default=2000)
     args = p.parse_args()
     setup(args.broker)
+    atexit.register(_purge_dead, delete=True)
     peaks: dict[str, list[float]] = {"baseline": [], "junk": []}
     for _ in range(args.runs):
         peaks["baseline"].append(one_round(args.broker, 0, args.junk_mib, args.valid))
