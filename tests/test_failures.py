@@ -6,14 +6,14 @@ from django.db import OperationalError, connection
 
 from tests.helpers import fold
 from tests.testapp.models import Article, ArticleTrackableData
-from trackable import folding
+from trackable import commit
 from trackable.messaging import send_increment_message
 from trackable.models import FoldedMessage
 
 
 def break_the_database_on_call(n, monkeypatch):
     """Make the n-th upsert fail like a database that went away (for real on PostgreSQL)."""
-    real = folding.upsert_increments
+    real = commit.upsert_increments
     calls = []
 
     def upsert(conn, model, totals):
@@ -25,7 +25,7 @@ def break_the_database_on_call(n, monkeypatch):
             raise OperationalError("database went away during the fold")
         return real(conn, model, totals)
 
-    monkeypatch.setattr(folding, "upsert_increments", upsert)
+    monkeypatch.setattr(commit, "upsert_increments", upsert)
     return calls
 
 
