@@ -19,12 +19,12 @@ from kombu.common import maybe_declare
 
 from trackable import messages, redisqueue, transport
 from trackable.buckets import bucket_start, get_zone
+from trackable.commit import commit_isolating
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered
 from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields
 from trackable.pklimits import PkLimits, pk_limits
 from trackable.sites import site
-from trackable.commit import commit_isolating
 
 __all__ = ["FoldResult", "process_messages", "fold_batch", "prune_ledger"]
 
