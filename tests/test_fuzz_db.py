@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tests.helpers import drain_dead_letters, fold
 from tests.testapp.models import Article, ArticleTotals, ArticleTrackableData, Player, PlayerTrackableData, Video, VideoTrackableData
 from trackable import messages, transport
-from trackable.buckets import DAY, MINUTE, bucket_start
+from trackable.buckets import bucket_start
 from trackable.upsert import field_range
 
 pytestmark = pytest.mark.django_db(transaction=True)

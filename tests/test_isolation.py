@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.helpers import drain_dead_letters, fold, publish_raw, row_counts
-from tests.testapp.models import Article, ArticleTotals, ArticleTrackableData, Player, PlayerTrackableData
+from tests.testapp.models import Article, ArticleTrackableData, Player, PlayerTrackableData
 from kombu import Producer
 
 from trackable import messages, transport
