@@ -22,7 +22,7 @@ from tests.testapp.models import (
     PlayerVisitData,
 )
 from trackable import spiders
-from trackable.checks import check_spiders
+from trackable.checks import check_settings, check_spiders
 from trackable.conf import settings
 from trackable.exceptions import ImproperlyConfigured, TrackableDeprecationWarning
 from trackable.messaging import process_messages, send_increment_message
@@ -365,8 +365,10 @@ def test_check_warns_when_the_dataset_is_missing(monkeypatch):
 @pytest.mark.no_broker
 @override_settings(TRACKABLE_HUMAN_USER_AGENTS=["(cubot"], TRACKABLE_SPIDER_REFRESH_INTERVAL=-1)
 def test_check_reports_bad_patterns_and_interval():
-    assert [(e.id, e.msg) for e in check_spiders()] == [
+    assert [(e.id, e.msg) for e in check_settings()] == [
         ("trackable.E004", "TRACKABLE_SPIDER_REFRESH_INTERVAL is -1; it must be a number of seconds (0: never)."),
+    ]
+    assert [(e.id, e.msg) for e in check_spiders()] == [
         (
             "trackable.E007",
             "TRACKABLE_HUMAN_USER_AGENTS: '(cubot' is not a regular expression re2 accepts: missing ): (cubot. "

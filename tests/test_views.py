@@ -423,3 +423,50 @@ def test_registered_data_model_admin_page_lists_rows_by_bucket(client, article, 
     finally:
         unregister_data_model_admin(ArticleTrackableData)
         reload_urls()
+
+
+# -- token lifetime and replays ------------------------------------------------------------------------
+
+
+def test_a_token_expires_after_thirty_days_by_default(client, article):
+    with mock.patch("time.time", return_value=time.time() - 31 * 86400):
+        old = links.beacon_url(article, "click_throughs")
+    with mock.patch("time.time", return_value=time.time() - 29 * 86400):
+        recent = links.beacon_url(article, "click_throughs")
+    response = client.post(old)
+    assert (response.status_code, response.json()["error"]) == (400, "This tracking link has expired; reload the page that showed it.")
+    assert client.post(recent).status_code == 202
+    assert clicks(article) == 1
+
+
+def test_one_client_replaying_a_token_counts_only_up_to_the_limit(client, article):
+    url = links.beacon_url(article, "click_throughs")
+    statuses = [client.post(url, REMOTE_ADDR="203.0.113.9", HTTP_ORIGIN="https://evil.example").status_code for _ in range(1000)]
+    assert statuses.count(202) == 10
+    assert statuses.count(429) == 990
+    refused = client.post(url, REMOTE_ADDR="203.0.113.9")
+    assert refused.json() == {
+        "counted": False,
+        "error": "This link was already counted as often as one client may count it; it counts again later.",
+    }
+    assert client.post(url, REMOTE_ADDR="203.0.113.10").status_code == 202  # another client
+    go = links.track_url(article, "click_throughs")
+    redirects = [client.post(go, REMOTE_ADDR="203.0.113.9") for _ in range(12)]
+    assert {(r.status_code, r["Location"]) for r in redirects} == {(303, f"/articles/{article.pk}/")}
+    assert clicks(article) == 10 + 1 + 10
+
+
+@override_settings(TRACKABLE_LINK_REPLAY_LIMIT=2, TRACKABLE_LINK_REPLAY_WINDOW=60)
+def test_the_replay_window_ends_and_the_lru_stays_bounded(article):
+    from trackable.replay import ReplayGuard
+
+    now = [0.0]
+    guard = ReplayGuard(max_entries=3, clock=lambda: now[0])
+    request = mock.Mock(META={"REMOTE_ADDR": "198.51.100.1", "HTTP_USER_AGENT": "x"})
+    assert [guard.allow("t", request) for _ in range(3)] == [True, True, False]
+    now[0] = 60.0
+    assert guard.allow("t", request) is True  # a new window
+    for i in range(10):
+        guard.allow(f"other{i}", request)
+    assert len(guard._seen) == 3
+    assert guard.refused == 1
