@@ -470,3 +470,77 @@ def test_the_replay_window_ends_and_the_lru_stays_bounded(article):
         guard.allow(f"other{i}", request)
     assert len(guard._seen) == 3
     assert guard.refused == 1
+
+
+# -- hostile API and dashboard arguments -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ("start=2026-02-30", "start='2026-02-30' is not a valid date or time (day is out of range for month); give one like "
+         "2026-05-01 or 2026-05-01T12:00Z."),
+        ("start=2026-01-01T25:00", "start='2026-01-01T25:00' is not a valid date or time (hour must be in 0..23); give one "
+         "like 2026-05-01 or 2026-05-01T12:00Z."),
+        ("start=2026-01-01&end=9999-12-31", "end='9999-12-31' is outside the years 0002 to 9998 the API can count; give a "
+         "nearer date."),
+        ("start=0001-01-01T00:00%2B14:00", "start='0001-01-01T00:00+14:00' is outside the years 0002 to 9998 the API can "
+         "count; give a nearer date."),
+        ("start=2000-01-01&end=2026-01-01&granularity=hour", "This window holds about 227,928 hour buckets, more than the "
+         "100,000 a series may have; ask for a shorter window or a coarser ?granularity=."),
+    ],
+)
+def test_api_refuses_impossible_windows_with_400(client, article, staff, params, error):
+    client.force_login(staff)
+    response = client.get(series_url(article, field="reads") + "&" + params)
+    assert (response.status_code, response.json()) == (400, {"error": error})
+
+
+@pytest.mark.parametrize("n", ["²", "%C2%B2", "%D9%A3", "0", "1001", "99999999999999999999", "-1", "1e3"])
+def test_api_top_n_is_strict_ascii(client, staff, db, n):
+    client.force_login(staff)
+    response = client.get(reverse("trackable:api-top", args=["testapp.article"]) + f"?field=impressions&n={n}")
+    assert response.status_code == 400
+    assert response.json()["error"].endswith("is not a whole number from 1 to 1000; ask for e.g. ?n=10.")
+
+
+@pytest.mark.parametrize(
+    ("parent", "pk", "error"),
+    [
+        ("testapp.player", "%00", "'\\x00' is not a primary key of testapp.player: a primary key with a control character (NUL, newline, ...)."),
+        ("testapp.player", "a%0Ab", "'a\\nb' is not a primary key of testapp.player: a primary key with a control character (NUL, newline, ...)."),
+        ("testapp.player", "x" * 41, f"'{'x' * 41}' is not a primary key of testapp.player: a primary key longer than the 40 characters of its column."),
+        ("testapp.article", "%00", "'\\x00' is not a primary key of testapp.article."),
+        ("testapp.article", "a%22;filename=evil.html", "'a\";filename=evil.html' is not a primary key of testapp.article."),
+        ("testapp.article", str(2**70), f"'{2**70}' is not a primary key of testapp.article: primary key {2**70} is outside the range -9223372036854775808..9223372036854775807 of BigAutoField."),
+    ],
+)
+def test_api_refuses_hostile_pks_with_400(client, staff, db, parent, pk, error):
+    client.force_login(staff)
+    for kind in ("series", "totals"):
+        url = reverse(f"trackable:api-{kind}", args=[parent, "PK"]).replace("PK", pk)
+        response = client.get(url + "?field=quests&fields=quests&format=csv")
+        assert (response.status_code, response.json()) == (400, {"error": error})
+
+
+def test_csv_cannot_inject_a_header_or_a_formula(client, staff, db):
+    client.force_login(staff)
+    for handle in ('a";filename=evil.html', "=HYPERLINK(1)", "+1", "-2", "@SUM(A1)", "\tx"):
+        player = Player.objects.create(handle=handle)
+        add_rows(PlayerTrackableData, player, {utc(2026, 5, 1): {"quests": 2}})
+    url = reverse("trackable:api-series", args=["testapp.player", "PK"]).replace("PK", "a%22;filename=evil.html")
+    response = client.get(url + "?field=quests&start=2026-05-01&end=2026-05-02&format=csv")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="testapp.player-a_filename_evil.html-quests.csv"'
+    top = reverse("trackable:api-top", args=["testapp.player"]) + "?field=quests&start=2026-05-01&end=2026-05-02&format=csv"
+    rows = client.get(top).content.decode().splitlines()[1:]
+    assert sorted(rows) == sorted(
+        ['"a"";filename=evil.html",2', "'=HYPERLINK(1),2", "'+1,2", "'-2,2", "'@SUM(A1),2", "'\tx,2"]
+    )
+
+
+@pytest.mark.parametrize("days", ["²", "%C2%B2", "0", "3661", "99999999999999999999"])
+def test_dashboard_days_is_strict_ascii(client, staff, days):
+    client.force_login(staff)
+    response = client.get(reverse("trackable:dashboard") + f"?days={days}")
+    assert (response.status_code, response.content) == (400, b"days must be a whole number of days from 1 to 3660.")
