@@ -1,7 +1,7 @@
 """Tell spiders from people by their User-Agent: one compiled matcher, cached, refreshed out of band.
 
-Spider patterns come from two places, joined into one regular expression (RE2 when `google-re2` is
-installed, else Python's `re`):
+Spider patterns come from two places, joined into one regular expression (RE2, from the required
+`google-re2`: linear time whatever the pattern):
 
 * the crawler-user-agents dataset (PyPI `crawler-user-agents`), searched case-sensitively as that
   dataset intends, minus the few of its patterns listed in TRACKABLE_SPIDER_DATASET_EXCLUDE;
@@ -41,6 +41,7 @@ __all__ = [
     "DATASET_EXCLUDE",
     "is_spider",
     "check_pattern",
+    "unsafe_construct",
     "divert",
     "dataset_patterns",
     "build_matcher",
@@ -123,14 +124,31 @@ class _Re2Set:
         self.pattern = pattern
 
 
+# What the combined matcher cannot take from one row: a named group (two rows naming the same group
+# break it), a backreference, or a flag group such as (?i) or (?x) that is not scoped as (?i:...).
+_UNSAFE = re.compile(r"\(\?P?<(?![=!])|\(\?P=|\(\?[aiLmsux-]+\)|\\[1-9]")
+
+
+def unsafe_construct(pattern: str) -> str | None:
+    """Return the construct of `pattern` that would break the combined matcher, or None."""
+    found = _UNSAFE.search(pattern)
+    return found.group(0) if found else None
+
+
 def _compilers(engine: str | None) -> tuple[str, Any, Any]:
-    """Return the engine's name, its compile function, and a compile function for yes/no searches."""
+    """Return the engine's name, its compile function, and a compile function for yes/no searches.
+
+    RE2 (google-re2, a required dependency) is the default: linear time, so no pattern can make a
+    request slow. Python's `re` is used only when asked for by name (benchmarks).
+    """
     if engine in (None, "re2"):
         try:
             import re2
         except ImportError:
-            if engine == "re2":
-                raise ImproperlyConfigured("google-re2 is not installed: pip install django-trackable[re2].") from None
+            raise ImproperlyConfigured(
+                "google-re2 is not installed, and spider patterns need it (it is a dependency of django-trackable): "
+                "pip install google-re2."
+            ) from None
         else:
             options = re2.Options()
             options.max_mem = 256 << 20  # room for the DFA of ~1,600 alternatives (the 8 MiB default is too small)
@@ -164,29 +182,55 @@ class SpiderMatcher:
         self._seen: set[str] = set()
         human_part = _join(self._valid(human, compile_))
         sensitive_part = _join(self._valid(sensitive, compile_))
-        insensitive_part = _join(self._valid(insensitive, compile_))
-        spider_part = "|".join(filter(None, (sensitive_part, insensitive_part and f"(?i:{insensitive_part})")))
+        self._spiders = self._compile_rows(sensitive_part, self._valid(insensitive, compile_), compile_any)
         self.patterns = len(self._seen)
-        self._spiders = compile_any(spider_part) if spider_part else None
         # Human exceptions are cut out of a header before its spider tokens count; searched only after a hit.
         self._humans = compile_(f"(?i:{human_part})") if human_part else None
         self._cached = lru_cache(maxsize=cache_size)(self._match)
 
     def _valid(self, patterns: Iterable[str], compile_: Any) -> list[str]:
-        """Return the new patterns that compile, each in a group; log and remember the others as rejected."""
+        """Return the new patterns that compile in a group; log and remember the others as rejected."""
         valid = []
         for pattern in patterns:
             if not pattern or pattern in self._seen:
                 continue
+            construct = unsafe_construct(pattern)
             try:
+                if construct:
+                    raise ValueError(f"{construct!r} would break the combined matcher")
                 compile_(pattern)
-            except Exception:  # re.error and re2.error share no base class but Exception
-                self.rejected.append(pattern)
-                logger.warning("Spider pattern %r is not a valid regular expression for %s; ignored.", pattern, self.engine)
+                compile_(f"(?:{pattern})")  # as it is joined: a flag group must not be global
+            except Exception as err:  # re.error and re2.error share no base class but Exception
+                self._reject(pattern, err)
                 continue
             self._seen.add(pattern)
             valid.append(pattern)
         return valid
+
+    def _reject(self, pattern: str, err: Any) -> None:
+        self.rejected.append(pattern)
+        logger.warning("Spider pattern %r is not usable with %s (%s); ignored, the others still apply.", pattern, self.engine, err)
+
+    def _compile_rows(self, sensitive: str, rows: list[str], compile_any: Any) -> Any:
+        """Compile the spider expression; if the rows together break it, drop the rows that do, one by one."""
+        def joined(kept: list[str]) -> str:
+            insensitive = _join(kept)
+            return "|".join(filter(None, (sensitive, insensitive and f"(?i:{insensitive})")))
+
+        try:
+            return compile_any(joined(rows)) if joined(rows) else None
+        except Exception:  # noqa: BLE001 - isolate below
+            pass
+        kept: list[str] = []
+        for row in rows:
+            try:
+                compile_any(joined([*kept, row]))
+            except Exception as err:  # noqa: BLE001
+                self._reject(row, err)
+                self._seen.discard(row)
+                continue
+            kept.append(row)
+        return compile_any(joined(kept)) if joined(kept) else None
 
     def __call__(self, user_agent: str) -> bool:
         """Return whether `user_agent` (cut to max_length characters) matches a spider pattern."""
@@ -206,10 +250,22 @@ class SpiderMatcher:
 
 
 def check_pattern(pattern: str) -> None:
-    """Raise ValueError, with the engine's reason, if `pattern` is not a regular expression the matcher accepts."""
+    """Raise ValueError, with the reason, if `pattern` is not a regular expression the matcher accepts.
+
+    It must compile with RE2 (so it runs in linear time and has no backreference) and hold no named
+    group, backreference or unscoped flag group, which would break the one expression all rows join.
+    """
+    construct = unsafe_construct(pattern)
+    if construct:
+        raise ValueError(
+            f"{pattern!r} holds {construct!r}, which would break the matcher all patterns are joined into: use "
+            "plain (...) or (?:...) groups, no backreferences, and scoped flags such as (?i:...) (Spider rows are "
+            "already matched case-insensitively)."
+        )
     engine, compile_, _ = _compilers(None)
     try:
         compile_(pattern)
+        compile_(f"(?:{pattern})")  # as the matcher joins it
     except Exception as err:  # re.error and re2.error share no base class but Exception
         reason = err.args[0] if err.args else err
         if isinstance(reason, bytes):  # re2 reports in bytes
@@ -355,7 +411,15 @@ def divert(grouped: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
 @receiver(post_delete, sender="trackable.Spider", dispatch_uid="trackable.spiders.deleted")
 def _spider_changed(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
     if _snapshot.matcher is not None or _snapshot.rows is not None:
-        transaction.on_commit(refresh, using=using)
+        transaction.on_commit(_refresh_after_commit, using=using)
+
+
+def _refresh_after_commit() -> None:
+    """Reload after a save; the row is committed already, so a failure is logged, never raised into the view."""
+    try:
+        refresh()
+    except Exception:  # noqa: BLE001 - the previous matcher stays in use
+        logger.exception("Could not reload the trackable Spider patterns after a change; keeping the previous ones.")
 
 
 @receiver(setting_changed, dispatch_uid="trackable.spiders.setting_changed")
