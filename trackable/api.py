@@ -113,7 +113,7 @@ def _parent(label: str, raw_pk: str) -> models.Model:
         raise ApiError(f"{raw_pk[:80]!r} is not a primary key of {model._meta.label_lower}.") from err
     problem = pk_problem(model._meta.pk, pk)
     if problem:
-        raise ApiError(f"{raw_pk[:80]!r} is not a primary key of {model._meta.label_lower}: {problem}.")
+        raise ApiError(f"{raw_pk[:80]!r} is not a primary key of {model._meta.label_lower}: it {problem}.")
     return model(pk=pk)  # the counts are keyed by pk: no need to load the object
 
 

@@ -30,18 +30,22 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
 
 
 def pk_problem(field: models.Field, value: Any) -> str | None:
-    """Return why `value` (already converted by `field.to_python`) cannot be stored in `field`, or None."""
+    """Return why `value` (already converted by `field.to_python`) cannot be stored in `field`, or None.
+
+    The reason completes "the primary key ...", e.g. "is outside the range 1..9 of its AutoField column";
+    it never quotes the value, so it can serve as a category when counting skipped lines.
+    """
     if value is None or value == "":
-        return "an empty primary key"
+        return "is empty"
     if isinstance(value, int) and not isinstance(value, bool):
         low, high = INTEGER_RANGES.get(field.get_internal_type(), _INT64)
         if not low <= value <= high:
-            return f"primary key {value} is outside the range {low}..{high} of {field.get_internal_type()}"
+            return f"is outside the range {low}..{high} of its {field.get_internal_type()} column"
     elif isinstance(value, str):
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            return "a primary key with a control character (NUL, newline, ...)"
+            return "holds a control character (NUL, newline, ...)"
         if field.max_length is not None and len(value) > field.max_length:
-            return f"a primary key longer than the {field.max_length} characters of its column"
+            return f"is longer than the {field.max_length} characters of its column"
     return None
 
 
@@ -53,5 +57,5 @@ def clean_pk(field: models.Field, raw: Any) -> Any:
         raise ValueError(f"{str(raw)[:80]!r} is not a primary key of this model") from err
     problem = pk_problem(field, value)
     if problem:
-        raise ValueError(problem)
+        raise ValueError(f"the primary key {problem}")
     return value

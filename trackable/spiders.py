@@ -23,7 +23,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "check_pattern",
     "unsafe_construct",
     "divert",
+    "frozen_test",
     "dataset_patterns",
     "build_matcher",
     "get_matcher",
@@ -392,6 +393,24 @@ def is_spider(user_agent: str | None) -> bool:
     if matcher is None or time.monotonic() >= _snapshot.refresh_due:
         matcher = get_matcher()
     return matcher._cached(user_agent[: matcher.max_length])
+
+
+def frozen_test() -> Callable[[str | None], bool]:
+    """Load the Spider rows now (one query) and return a test bound to the matcher they build.
+
+    For imports: every line is judged by the same patterns, loaded before the first one, whatever
+    TRACKABLE_SPIDER_REFRESH_INTERVAL says (0 included) and whatever a background reload does meanwhile.
+    """
+    rows = _load_rows()
+    matcher = build_matcher(rows)
+    empty_is_spider = bool(settings.EMPTY_USER_AGENT_IS_SPIDER)
+
+    def test(user_agent: str | None) -> bool:
+        if not user_agent or user_agent.isspace():
+            return empty_is_spider
+        return matcher(user_agent)
+
+    return test
 
 
 def divert(grouped: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
