@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from django.db import connections, router
 from django.utils.module_loading import import_string
 
 from trackable.conf import DEFAULTS, DEPRECATED_NAMES, PREFIX, settings
+from trackable.exceptions import TrackableDeprecationWarning
 
 __all__ = ["check_settings", "check_registry", "check_spiders", "check_setting_values", "SETTING_RULES", "Rule"]
 
@@ -131,7 +133,9 @@ def check_setting_values() -> list[checks.CheckMessage]:
     """Return one error per TRACKABLE_* setting of SETTING_RULES whose value breaks its rule."""
     errors = []
     for name, rule in SETTING_RULES.items():
-        value = getattr(settings, name)
+        with warnings.catch_warnings():  # a deprecated spelling is W001's to report
+            warnings.simplefilter("ignore", TrackableDeprecationWarning)
+            value = getattr(settings, name)
         if not rule.accepts(value):
             errors.append(_bad_setting(name, value, rule.requirement, rule.check_id))
     return errors
