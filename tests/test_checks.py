@@ -63,3 +63,18 @@ def test_every_check_id_is_documented():
     ids = set(re.findall(r"trackable\.[EW]\d{3}", source.read_text()))
     docs = (Path(__file__).resolve().parent.parent / "docs" / "checks.rst").read_text()
     assert {i for i in ids if f"``{i}``" not in docs} == set()
+
+
+def test_a_missing_re2_is_reported(monkeypatch):
+    import sys
+
+    from trackable.checks import check_spiders
+
+    monkeypatch.setitem(sys.modules, "re2", None)
+    assert [(e.id, e.msg, e.hint) for e in check_spiders()] == [
+        (
+            "trackable.E008",
+            "google-re2 cannot be imported, and spider patterns are matched with RE2 only.",
+            "pip install google-re2 (a dependency of django-trackable; reinstall django-trackable).",
+        )
+    ]

@@ -2,8 +2,8 @@
 
 Ids: trackable.E001 broker URL unusable · E002 no folder for filesystem:// · E003 unknown time zone ·
 E004 a numeric setting is not a number in its range · E005 database without an upsert · W001 deprecated
-setting name · E006 bad spider_fields on a data model · E007 bad spider pattern setting · W002 spider
-dataset missing · E020 a flag setting is not True/False · E021 a setting has the wrong type · E022 a
+setting name · E006 bad spider_fields on a data model · E007 bad spider pattern setting · E008 google-re2 missing ·
+W002 spider dataset missing · E020 a flag setting is not True/False · E021 a setting has the wrong type · E022 a
 dotted path setting cannot be imported or is not callable. The type/range checks come from one table,
 SETTING_RULES: add a row for each new setting.
 """
@@ -225,6 +225,17 @@ def check_spiders(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     from trackable.sites import site
 
     errors: list[checks.CheckMessage] = []
+    try:
+        import re2  # noqa: F401 - spider patterns are compiled with RE2 only
+    except ImportError:
+        errors.append(
+            checks.Error(
+                "google-re2 cannot be imported, and spider patterns are matched with RE2 only.",
+                hint="pip install google-re2 (a dependency of django-trackable; reinstall django-trackable).",
+                id="trackable.E008",
+            )
+        )
+        return errors
     for name in ("SPIDER_DATASET_EXCLUDE", "HUMAN_USER_AGENTS"):
         patterns = getattr(settings, name)
         for pattern in patterns if _strings(patterns) else ():  # another type is E021 of check_settings
