@@ -34,6 +34,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from trackable.conf import settings
+from trackable.regexjoin import join_patterns as _join
 
 __all__ = [
     "SpiderMatcher",
@@ -69,47 +70,6 @@ DATASET_EXCLUDE: tuple[str, ...] = (
     r"AP3A\.240617\.008",  # an Android 15 build id shared by millions of phones
     r"008\/",  # any version number ending in 008, e.g. "Opera Mini/4.4.39008/"
 )
-
-
-def _literal(pattern: str) -> str | None:
-    """Return the text `pattern` matches if it is a plain literal (escaped punctuation allowed), else None."""
-    text, i = [], 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            if i + 1 == len(pattern) or pattern[i + 1].isalnum():
-                return None
-            char, i = pattern[i + 1], i + 1
-        elif char in ".^$*+?{}[]()|":
-            return None
-        text.append(char)
-        i += 1
-    return "".join(text)
-
-
-def _trie(words: Iterable[str]) -> str:
-    """Return one expression matching any of `words`, factored by common prefixes (fast in Python's `re`)."""
-    root: dict[str, dict] = {}
-    for word in words:
-        node = root
-        for char in word:
-            node = node.setdefault(char, {})
-        node[""] = {}
-
-    def render(node: dict[str, dict]) -> str:
-        if "" in node:  # a word ends here: for a yes/no search, longer words add nothing
-            return ""
-        branches = [re.escape(char) + render(child) for char, child in sorted(node.items())]
-        return branches[0] if len(branches) == 1 else "(?:%s)" % "|".join(branches)
-
-    return render(root) if root else ""
-
-
-def _join(patterns: list[str]) -> str:
-    """Return one alternation of `patterns`, the plain literals among them folded into a prefix trie."""
-    literals = [text for text in map(_literal, patterns) if text]
-    others = [f"(?:{p})" for p in patterns if not _literal(p)]
-    return "|".join(([_trie(literals)] if literals else []) + others)
 
 
 class _Re2Set:
