@@ -3,8 +3,12 @@
 Kombu's own transport writes a message file under its final name, so a consumer can read it half
 written (kombu issue 1551) and then fails on every poll. Here a producer writes a hidden temporary
 file and renames it into place, a consumer claims a file by renaming it (only one consumer wins),
-and a file that is not a valid envelope (or is over the size limit, looked up before reading) is
-moved to a `corrupt/` folder and counted, not raised.
+and a file that is not a valid envelope is moved to a `corrupt/` folder and counted, not raised.
+
+Only regular files are read: a file is opened with O_NOFOLLOW|O_NONBLOCK, checked with fstat and read
+with a size bound, so a symlink (to /dev/zero, or to a file outside the folder), a FIFO, a device or a
+folder named like a message never blocks the fold or exhausts its memory: it is set aside in `corrupt/`
+(the link itself, never its target), counted and logged once.
 
 A claimed file stays on disk until its message is acked: a message given back (channel closed before
 the ack) is renamed to its old name, and the claimed files of a fold that died (its process is gone,
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 import uuid
 
@@ -24,9 +29,67 @@ from kombu.utils.json import dumps, loads
 
 from trackable.redisqueue import LEASE
 
-__all__ = ["Channel", "Transport"]
+__all__ = ["Channel", "Transport", "NotAMessageFile", "read_message_file", "envelope_limit", "CORRUPT_FOLDER", "set_aside_count"]
 
 logger = logging.getLogger("trackable")
+
+CORRUPT_FOLDER = "corrupt"
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class NotAMessageFile(OSError):
+    """A queue entry that is not a regular file of a readable size (a link, a FIFO, a device, too big)."""
+
+
+def envelope_limit() -> int:
+    """Return the largest queue file read: room for a body of TRACKABLE_MAX_MESSAGE_BYTES escaped in JSON."""
+    from trackable.conf import settings
+
+    limit = settings.MAX_MESSAGE_BYTES
+    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 1024 * 1024
+    return 8 * limit + 65536  # base64 or JSON escapes grow a body; kombu's headers add a little
+
+
+def read_message_file(path: str, limit: int) -> bytes:
+    """Return the bytes of the regular file `path`, never following a link nor blocking on a FIFO.
+
+    Raise NotAMessageFile when it is not a regular file or is larger than `limit` bytes, and OSError
+    (e.g. FileNotFoundError) when it cannot be opened at all.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as err:
+        if os.path.islink(path):
+            raise NotAMessageFile(f"a symbolic link is never followed ({os.readlink(path)[:200]!r})") from err
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAMessageFile(f"not a regular file (mode {stat.filemode(info.st_mode)})")
+        if info.st_size > limit:
+            raise NotAMessageFile(f"{info.st_size} bytes, more than the {limit} bytes a queue file may hold")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # it grew after the fstat
+            raise NotAMessageFile(f"more than the {limit} bytes a queue file may hold")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def set_aside_count(folder: str | os.PathLike | None) -> int:
+    """Return how many entries were set aside in the `corrupt/` folder of the filesystem:// queue `folder`."""
+    if not folder:
+        return 0
+    try:
+        return sum(1 for _ in os.scandir(os.path.join(folder, CORRUPT_FOLDER)))
+    except OSError:
+        return 0
 
 
 class Channel(filesystem.Channel):
@@ -78,21 +141,6 @@ class Channel(filesystem.Channel):
             pending = self._pending.get(queue)
         return pending if pending is not None else []
 
-    def _reclaim(self, hidden: str) -> str | None:
-        """Rename a claimed file back to its queue name if its fold is gone or over the lease; return that name."""
-        name, _, pid = hidden[1 : -len(".claimed")].rpartition(".")
-        if not pid.isdigit() or int(pid) == os.getpid():
-            return None
-        path = os.path.join(self.data_folder_in, hidden)
-        try:
-            if _alive(int(pid)) and time.time() - os.stat(path).st_ctime < LEASE:
-                return None
-            os.rename(path, os.path.join(self.data_folder_in, name))
-        except OSError:
-            return None  # another consumer reclaimed it, or its fold acked it meanwhile
-        logger.warning("Queue file %s given back: the fold that claimed it (pid %s) is gone or held it over %gs", name, pid, LEASE)
-        return name
-
     def _get(self, queue):
         folder = self.data_folder_in
         pending = self._candidates(queue)
@@ -104,18 +152,43 @@ class Channel(filesystem.Channel):
             except OSError:
                 continue  # another consumer claimed it first
             try:
-                payload = self._read(claimed)
+                raw = read_message_file(claimed, envelope_limit())
+            except NotAMessageFile as err:
+                self._set_aside(claimed, name, err)
+                continue
             except OSError:
                 continue
-            except ValueError as err:
+            try:
+                payload = loads(raw.decode("utf-8"))
+                if not isinstance(payload, dict) or "body" not in payload:
+                    raise ValueError("not a kombu envelope")
+                properties = payload.get("properties")
+                if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
+                    raise ValueError("the envelope has no delivery tag")
+            except (ValueError, UnicodeDecodeError, RecursionError) as err:
                 self._set_aside(claimed, name, err)
                 continue
             if self._no_ack_get or queue in self._no_ack_queues:
                 os.remove(claimed)  # nothing will ack it: taken is done
             else:
-                self._claimed[payload["properties"]["delivery_tag"]] = (claimed, name)
+                self._claimed[properties["delivery_tag"]] = (claimed, name)
             return payload
         raise Empty()
+
+    def _reclaim(self, hidden: str) -> str | None:
+        """Rename a claimed file back to its queue name if its fold is gone or over the lease; return that name."""
+        name, _, pid = hidden[1 : -len(".claimed")].rpartition(".")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            return None
+        path = os.path.join(self.data_folder_in, hidden)
+        try:
+            if _alive(int(pid)) and time.time() - os.lstat(path).st_ctime < LEASE:
+                return None
+            os.rename(path, os.path.join(self.data_folder_in, name))
+        except OSError:
+            return None  # another consumer reclaimed it, or its fold acked it meanwhile
+        logger.warning("Queue file %s given back: the fold that claimed it (pid %s) is gone or held it over %gs", name, pid, LEASE)
+        return name
 
     def basic_consume(self, queue, no_ack, callback, consumer_tag, **kwargs):
         """Consume from `queue`, remembering whether its messages are acked."""
@@ -130,28 +203,6 @@ class Channel(filesystem.Channel):
             return super().basic_get(queue, no_ack=no_ack, **kwargs)
         finally:
             self._no_ack_get = False
-
-    @staticmethod
-    def _read(path: str) -> dict:
-        """Return the envelope in the file at `path`; raise ValueError if it is over the limit or not one."""
-        from trackable.transport import max_envelope_bytes
-
-        limit = max_envelope_bytes()
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise ValueError(f"the file is {size} bytes, over the limit of {limit}")
-            raw = f.read(limit + 1)
-        try:
-            payload = loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
-            raise ValueError(f"not JSON: {err}") from err
-        if not isinstance(payload, dict) or "body" not in payload or len(raw) > limit:
-            raise ValueError("not a kombu envelope")
-        properties = payload.get("properties")
-        if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
-            raise ValueError("the envelope has no delivery tag")
-        return payload
 
     def basic_ack(self, delivery_tag, multiple=False):
         """Acknowledge the message and remove its claimed file."""
@@ -184,11 +235,11 @@ class Channel(filesystem.Channel):
         self._listed_at = float("-inf")
 
     def _set_aside(self, claimed: str, name: str, err: Exception) -> None:
-        corrupt = os.path.join(self.data_folder_in, "corrupt")
+        corrupt = os.path.join(self.data_folder_in, CORRUPT_FOLDER)
         os.makedirs(corrupt, exist_ok=True)
-        os.replace(claimed, os.path.join(corrupt, name))
+        os.replace(claimed, os.path.join(corrupt, name))  # moves a link itself, never its target
         type(self).corrupt_files += 1
-        logger.error("Corrupt queue file %s moved to %s: %s", name, corrupt, err)
+        logger.error("Queue file %s is not a message and was moved to %s: %s", name, corrupt, err)
 
     def _size(self, queue):
         suffix = f".{queue}.msg"

@@ -45,8 +45,8 @@ def dead_letter_queue() -> Queue:
 
 
 def max_envelope_bytes() -> int:
-    """Return the size over which a broker envelope is set aside unread: room for a base64 body of the limit."""
-    return 2 * settings.MAX_MESSAGE_BYTES + 64 * 1024
+    """Return the size over which a broker envelope is set aside unread (Redis, filesystem://)."""
+    return fsqueue.envelope_limit()
 
 
 def connection(*, request_path: bool = False) -> Connection:
