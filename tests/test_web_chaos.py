@@ -1,0 +1,32 @@
+"""A real gunicorn site under load, workers SIGKILLed, the fold killed, the broker cut (CI-sized run).
+
+Every request that was answered True is counted exactly once, none twice, nothing never requested.
+"""
+import pytest
+from django.conf import settings
+
+from tests import webload
+from tests.chaos.web_harness import run, summary_line
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.django_db(transaction=True)
+def test_web_workers_killed_under_load_lose_nothing_and_count_nothing_twice(tmp_path):
+    assert webload.gunicorn_available(), "gunicorn is missing: pip install -e '.[test]'"
+    with open(tmp_path / "web.log", "w+") as log:
+        # 400 requests/s at most, so the 3 s cut and the kills land while requests are being served.
+        report = run(events=4000, web_kills=4, fold_kills=2, outage=3.0, seed=11, log=log, rate=400)
+        log.seek(0)
+        output = log.read()[-3000:]
+    line = (summary_line(report), report)
+    assert report["web_kills"] == 4, (line, output)
+    assert sum(report["fold_kills"].values()) == 2, (line, output)
+    assert report["fold_crashes"] == 0, (line, output)
+    if settings.TEST_BROKER == "filesystem":
+        assert report["outage_skipped"], line
+    else:
+        assert report["outage_seconds"] >= 3.0, line
+    assert report["sent"] == 4000, line
+    assert report["true"] > 0 and report["no_answer"] < 4000, line
+    assert (report["lost"], report["double"], report["phantom"]) == (0, 0, 0), (line, output)
+    assert report["counted"] >= report["true"], line
