@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 # What the generator records per request (the harness's `answers` array).
-NOT_SENT, TRUE, FALSE, NO_ANSWER, HTTP_ERROR = 0, 1, 2, 3, 4
+# OK: a 200 whose body is a page, not a True/False answer (the benchmark's views).
+NOT_SENT, TRUE, FALSE, NO_ANSWER, HTTP_ERROR, OK = 0, 1, 2, 3, 4, 5
 
 
 def gunicorn_available() -> bool:
@@ -130,17 +131,27 @@ def request(port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
     if not raw.startswith(b"HTTP/1."):
         raise ConnectionResetError("the connection closed without an answer")
     head, _, body = raw.partition(b"\r\n\r\n")
-    if b"\r\ntransfer-encoding: chunked" in head.lower():
+    lower = head.lower()
+    if b"\r\ntransfer-encoding: chunked" in lower:
         body = dechunk(body)
+    elif b"\r\ncontent-length:" in lower:
+        length = int(lower.split(b"\r\ncontent-length:", 1)[1].split(b"\r\n", 1)[0])
+        if len(body) != length:
+            raise ConnectionResetError("the connection closed in the middle of the answer")
     return int(head[9:12]), body
 
 
 def dechunk(body: bytes) -> bytes:
-    """Return the payload of a chunked HTTP/1.1 body."""
+    """Return the payload of a chunked HTTP/1.1 body; raise ConnectionResetError if it was cut short."""
     out, pos = [], 0
     while True:
-        eol = body.index(b"\r\n", pos)
-        size = int(body[pos:eol].split(b";")[0], 16)
+        eol = body.find(b"\r\n", pos)
+        try:
+            size = int(body[pos:eol].split(b";")[0], 16) if eol >= 0 else -1
+        except ValueError:
+            size = -1
+        if size < 0 or len(body) < eol + 2 + size:
+            raise ConnectionResetError("the connection closed in the middle of the answer")
         if size == 0:
             return b"".join(out)
         out.append(body[eol + 2:eol + 2 + size])
@@ -202,7 +213,7 @@ def _generate(port, path, count, seconds, concurrency, rate, items, record, prog
             outcome = _one(port, path.format(n=n))
             with lock:
                 progress.value += 1
-                ok.value += outcome in (TRUE, FALSE)
+                ok.value += outcome in (TRUE, FALSE, OK)
             if record:
                 answers[i] = outcome
 
@@ -217,9 +228,9 @@ def _generate(port, path, count, seconds, concurrency, rate, items, record, prog
 def _one(port: int, path: str) -> int:
     try:
         status, body = request(port, path)
-    except OSError:
+    except (OSError, ValueError):  # refused, reset, cut short, or not HTTP at all
         return NO_ANSWER
     if status != 200:
         return HTTP_ERROR
-    return {b"True": TRUE, b"False": FALSE}.get(body, HTTP_ERROR)
+    return {b"True": TRUE, b"False": FALSE}.get(body, OK)
 

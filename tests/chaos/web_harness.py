@@ -165,7 +165,7 @@ def verdict(answers, counted: dict[int, int]) -> dict:
         "sent": len(answers) - tally[webload.NOT_SENT],
         "true": tally[webload.TRUE],
         "false": tally[webload.FALSE],
-        "no_answer": tally[webload.NO_ANSWER] + tally[webload.HTTP_ERROR],
+        "no_answer": tally[webload.NO_ANSWER] + tally[webload.HTTP_ERROR] + tally[webload.OK],
         "counted": sum(counted.values()),
         "lost": tally["lost"],
         "double": tally["double"],

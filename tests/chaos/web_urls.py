@@ -21,7 +21,8 @@ def track(request, n):
     except Exception as err:  # noqa: BLE001 - the harness counts what a view could not send
         logger.debug("send %d raised %r", n, err)
         sent = False
-    return HttpResponse(str(bool(sent)), content_type="text/plain")
+    answer = str(bool(sent))
+    return HttpResponse(answer, content_type="text/plain", headers={"Content-Length": str(len(answer))})
 
 
 def ready(request):
