@@ -30,3 +30,26 @@ def test_web_workers_killed_under_load_lose_nothing_and_count_nothing_twice(tmp_
     assert report["true"] > 0 and report["no_answer"] < 4000, line
     assert (report["lost"], report["double"], report["phantom"]) == (0, 0, 0), (line, output)
     assert report["counted"] >= report["true"], line
+
+
+@pytest.mark.no_broker
+def test_the_verdict_tells_lost_double_and_phantom_counts_apart():
+    from tests.chaos.web_harness import verdict
+
+    T, F, N = webload.TRUE, webload.FALSE, webload.NO_ANSWER
+    answers = [T, T, T, F, F, N, N, webload.NOT_SENT]
+    # 1 exact, 2 lost, 3 double; 4 not counted, 5 counted once: fine; 6 twice; 7 once; 8 never sent but
+    # counted; 99 was never a request.
+    counted = {1: 1, 3: 2, 5: 1, 6: 2, 7: 1, 8: 1, 99: 1}
+    assert verdict(answers, counted) == {
+        "sent": 7, "true": 3, "false": 2, "no_answer": 2, "counted": 9,
+        "lost": 1, "double": 2, "phantom": 2, "unanswered_but_counted": 2,
+    }
+
+
+@pytest.mark.no_broker
+def test_an_answer_cut_short_is_no_answer():
+    assert webload.dechunk(b"4\r\nTrue\r\n0\r\n\r\n") == b"True"
+    for cut in (b"4\r\nTr", b"4", b"", b"x\r\n"):
+        with pytest.raises(ConnectionResetError, match="closed in the middle of the answer"):
+            webload.dechunk(cut)
