@@ -1,17 +1,19 @@
 """W1, the site: requests/s of one Item page served by gunicorn, counted in different ways.
 
     pip install -e .[bench]                      # gunicorn and django-hitcount come with it
-    python bench/bench_web.py                    # RabbitMQ, Redis and filesystem://, 3 rounds each
-    python bench/bench_web.py --broker amqp --rounds 5 --seconds 10
+    python bench/bench_web.py                    # RabbitMQ, Redis and filesystem://, 10 rounds each
+    python bench/bench_web.py --broker amqp --rounds 20 --seconds 5
     python bench/bench_web.py --mode 'journal off={"TRACKABLE_JOURNAL": false}'
 
 A real site: gunicorn with 2 sync workers (bench.webapp, PostgreSQL, sessions and auth middleware)
 and a load generator in its own process on 127.0.0.1 (tests/webload.py: a new connection per
 request, as sync workers close them anyway; every request a new visitor without cookies). Each
 variant is a view over the same page; settings that make a mode are applied per server start
-(TRACKABLE_BENCH_WEB_SETTINGS). Rounds are interleaved; each variant's requests/s is divided by the
-untracked view's of the same round, and the medians are printed and written to bench/out/. The fold
-does not run meanwhile: the queues are emptied between measurements.
+(TRACKABLE_BENCH_WEB_SETTINGS): one gunicorn per distinct settings, all started up front on their own
+ports and idle while another is measured. Rounds are short and interleaved (the variants in a
+rotated order); each variant's requests/s is divided by the untracked view's of the same round, and
+the medians are printed and written to bench/out/. The fold does not run meanwhile: the queues are
+emptied after each round.
 """
 from __future__ import annotations
 
@@ -84,31 +86,38 @@ def measure(port: int, path: str, args) -> tuple[float, int]:
     return load.ok.value / load.elapsed.value, load.progress.value - load.ok.value
 
 
-def one_round(broker: str, variants: list[Variant], rotation: int, args, log) -> dict[str, float]:
-    """Measure every variant once, server groups and variants in a rotated order; return req/s per label."""
-    from common import purge_queues
-
+def start_servers(broker: str, variants: list[Variant], args, log) -> dict[str, "object"]:
+    """Start one gunicorn per distinct settings (all at once, on their own ports); return them by label."""
     from tests import webload
 
-    rates: dict[str, float] = {}
-    grouped = list(groups(variants, broker).items())
-    grouped = grouped[rotation % len(grouped):] + grouped[:rotation % len(grouped)]
-    for settings_json, members in grouped:
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.web_settings", TRACKABLE_BENCH_WEB_SETTINGS=settings_json,
-                   TRACKABLE_BENCH_CHILD="1", PYTHONPATH=str(ROOT))
-        server = webload.Gunicorn("bench.webapp.wsgi:application", env, log, workers=args.workers)
-        try:
+    servers, by_label = [], {}
+    try:
+        for settings_json, members in groups(variants, broker).items():
+            env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.web_settings", TRACKABLE_BENCH_WEB_SETTINGS=settings_json,
+                       TRACKABLE_BENCH_CHILD="1", PYTHONPATH=str(ROOT))
+            server = webload.Gunicorn("bench.webapp.wsgi:application", env, log, workers=args.workers)
+            servers.append(server)
             server.wait_ready()
-            members = members[rotation % len(members):] + members[:rotation % len(members)]
-            for v in members:
-                rate, failed = measure(server.port, v.path, args)
-                if failed:
-                    raise RuntimeError(f"{failed} requests of {v.label!r} failed; see {log.name}.")
-                rates[v.label] = rate
-                purge_queues()
-        finally:
+            by_label.update((v.label, server) for v in members)
+    except BaseException:
+        for server in servers:
             server.stop()
-        purge_queues()
+        raise
+    return by_label
+
+
+def one_round(variants: list[Variant], servers: dict, rotation: int, args) -> dict[str, float]:
+    """Measure every variant once, in a rotated order; return req/s per label."""
+    from common import purge_queues
+
+    rates: dict[str, float] = {}
+    order = variants[rotation % len(variants):] + variants[:rotation % len(variants)]
+    for v in order:
+        rate, failed = measure(servers[v.label].port, v.path, args)
+        if failed:
+            raise RuntimeError(f"{failed} requests of {v.label!r} failed; see the gunicorn log in bench/out/.")
+        rates[v.label] = rate
+    purge_queues()
     return rates
 
 
@@ -122,12 +131,19 @@ def run_broker(broker: str, variants: list[Variant], args) -> dict:
 
     Item.objects.bulk_create(Item(title=f"Item {i}", body="Lorem ipsum dolor sit amet. " * 40) for i in range(ITEMS))
     OUT.mkdir(exist_ok=True)
+    variants = [v for v in variants if broker in v.brokers]
     rounds = []
     with open(OUT / f"web-{broker}-gunicorn.log", "w") as log:
-        for r in range(args.rounds):
-            rates = one_round(broker, variants, r, args, log)
-            rounds.append(rates)
-            print(json.dumps({"broker": broker, "round": r + 1, "req_per_s": {k: round(v) for k, v in rates.items()}}), flush=True)
+        servers = start_servers(broker, variants, args, log)
+        try:
+            for r in range(args.rounds):
+                rates = one_round(variants, servers, r, args)
+                rounds.append(rates)
+                print(json.dumps({"broker": broker, "round": r + 1, "req_per_s": {k: round(v) for k, v in rates.items()}}),
+                      flush=True)
+        finally:
+            for server in set(servers.values()):
+                server.stop()
     return summarize(broker, rounds, args)
 
 
@@ -154,9 +170,9 @@ def print_table(result: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--broker", default=",".join(BROKERS), help="comma-separated: amqp, redis, filesystem")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (at least 3); medians are reported")
-    p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per variant and round")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measurement")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (at least 3); medians are reported")
+    p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per variant and round")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measurement")
     p.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     p.add_argument("--concurrency", type=int, default=4, help="connections of the load generator")
     p.add_argument("--mode", type=parse_mode, action="append", default=[],
