@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 BROKERS = ("amqp", "redis", "filesystem")
 ITEMS = 50
+FAILED: dict[str, int] = {}  # label → requests not answered 200 over all rounds
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,8 @@ def one_round(variants: list[Variant], servers: dict, rotation: int, args) -> di
     rates: dict[str, float] = {}
     order = variants[rotation % len(variants):] + variants[:rotation % len(variants)]
     for v in order:
-        rate, failed = measure(servers[v.label].port, v.path, args)
-        if failed:
-            raise RuntimeError(f"{failed} requests of {v.label!r} failed; see the gunicorn log in bench/out/.")
-        rates[v.label] = rate
+        rates[v.label], failed = measure(servers[v.label].port, v.path, args)
+        FAILED[v.label] = FAILED.get(v.label, 0) + failed  # not 200 (or no answer): reported, not counted
     purge_queues()
     return rates
 
@@ -156,6 +155,7 @@ def summarize(broker: str, rounds: list[dict[str, float]], args) -> dict:
             "req_per_s": round(statistics.median(r[label] for r in rounds)),
             "ratio": round(statistics.median(r[label] / r[BASELINE] for r in rounds), 2),
             "ratios": [round(r[label] / r[BASELINE], 2) for r in rounds],
+            "failed_requests": FAILED.get(label, 0),
         }
     return {"broker": broker, "rounds": len(rounds), "seconds": args.seconds, "workers": args.workers,
             "concurrency": args.concurrency, "table": table, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -164,7 +164,8 @@ def summarize(broker: str, rounds: list[dict[str, float]], args) -> dict:
 def print_table(result: dict) -> None:
     print(f"\n{result['broker']}: medians of {result['rounds']} interleaved rounds, {result['seconds']}s each")
     for label, row in result["table"].items():
-        print(f"  {row['ratio']:5.2f}  {row['req_per_s']:6d} req/s  {label}   (rounds: {row['ratios']})")
+        failed = f", {row['failed_requests']} failed requests" if row["failed_requests"] else ""
+        print(f"  {row['ratio']:5.2f}  {row['req_per_s']:6d} req/s  {label}   (rounds: {row['ratios']}{failed})")
 
 
 def main() -> None:
