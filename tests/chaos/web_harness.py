@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,13 +69,15 @@ class FoldWorker:
         """Move the kill in progress on; restart a killed worker, or one that exited by itself (counted)."""
         now = time.monotonic()
         if self.armed_at is not None:
+            how = self.arm_file.with_name("kill.how")
             if self.proc.poll() is not None:
-                self.kills["between_commit_and_ack"] += 1
-            elif now - self.armed_at > 10:  # idle all along: nothing taken, nothing to lose
+                self.kills[how.read_text() if how.exists() else "by_itself_while_armed"] += 1
+                how.unlink(missing_ok=True)
+            elif now - self.armed_at > 120:  # hung: kill it anyway (on filesystem:// it may lose its batch)
                 self.arm_file.unlink(missing_ok=True)
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait()
-                self.kills["while_idle"] += 1
+                self.kills["forced_while_hung"] += 1
             else:
                 return
             self.armed_at, self.restart_at = None, now + rng.uniform(0.1, 1.0)
@@ -92,7 +95,7 @@ class FoldWorker:
         return self.armed_at is not None or self.restart_at is not None or self.pending > 0
 
     def stop(self) -> None:
-        self.arm_file.unlink(missing_ok=True)
+        shutil.rmtree(self.arm_file.parent, ignore_errors=True)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)  # the final fold of the harness takes over
             self.proc.wait()
@@ -121,9 +124,9 @@ def drive(load: webload.Load, server: webload.Gunicorn, fold: FoldWorker, proxy,
     cut_since = None
     while not load.done():
         progress = load.progress.value / plan["events"]
-        if web_at and progress >= web_at[0]:
+        if web_at and progress >= web_at[0] and server.kill_worker(rng) is not None:  # else: again next tick
             web_at.pop(0)
-            done["web_kills"] += server.kill_worker(rng) is not None
+            done["web_kills"] += 1
         if fold_at and progress >= fold_at[0]:
             fold_at.pop(0)
             fold.kill(rng)
@@ -138,7 +141,7 @@ def drive(load: webload.Load, server: webload.Gunicorn, fold: FoldWorker, proxy,
     if cut_since is not None:  # the load ended first
         proxy.restore()
         done["outage_seconds"] = round(time.monotonic() - cut_since, 1)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 150
     while fold.busy() and time.monotonic() < deadline:  # let the last fold kill land
         fold.tick(rng)
         time.sleep(0.02)
