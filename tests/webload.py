@@ -32,7 +32,7 @@ NOT_SENT, TRUE, FALSE, NO_ANSWER, HTTP_ERROR, OK = 0, 1, 2, 3, 4, 5
 def gunicorn_available() -> bool:
     """Return whether gunicorn can be imported by this interpreter."""
     try:
-        import gunicorn  # noqa: F401
+        import gunicorn  # noqa: F401 - only whether it imports
     except ImportError:
         return False
     return True

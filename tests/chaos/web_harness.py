@@ -152,8 +152,8 @@ def drive(load: webload.Load, server: webload.Gunicorn, fold: FoldWorker, proxy,
 def verdict(answers, counted: dict[int, int]) -> dict:
     """Compare what each request was answered with how often the fold counted it."""
     tally = Counter()
-    for i, answer in enumerate(answers):
-        n, got = i + 1, counted.get(i + 1, 0)
+    for n, answer in enumerate(answers, start=1):
+        got = counted.get(n, 0)
         tally[answer] += 1
         if answer == webload.TRUE and got == 0:
             tally["lost"] += 1
