@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from trackable import outage, transport
+from trackable import outage, relay, transport
 from trackable.sites import site
 
 
@@ -34,6 +34,7 @@ def clean_queues(request):
     if "no_broker" in request.keywords:
         yield
         return
+    relay.flush()  # what an earlier test journaled reaches the queues now, and is purged with them
     _purge_all()
     outage.reset()
     yield
@@ -41,7 +42,15 @@ def clean_queues(request):
     outage.reset()
 
 
+@pytest.fixture
+def direct_publish(settings):
+    """Publish from the call, one message per send (TRACKABLE_JOURNAL = False): for tests of the fold itself."""
+    settings.TRACKABLE_JOURNAL = False
+
+
 def pytest_sessionfinish(session, exitstatus):
-    folder = getattr(django_settings, "TRACKABLE_QUEUE_DIR", None)
-    if folder and Path(folder).name.startswith(".queue-"):
-        shutil.rmtree(folder, ignore_errors=True)
+    relay.reset()
+    for name in ("TRACKABLE_QUEUE_DIR", "TRACKABLE_JOURNAL_DIR"):
+        folder = getattr(django_settings, name, None)
+        if folder and Path(folder).name.startswith((".queue-", ".journal-")):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -51,6 +51,7 @@ def test_an_idle_pipeline():
     assert status["ledger"]["folded_messages"] == 0
 
 
+@pytest.mark.usefixtures("direct_publish")
 def test_queued_messages_then_a_fold(settings):
     article = Article(pk=7)
     for _ in range(3):

@@ -2,10 +2,12 @@
 
 Ids: trackable.E001 broker URL unusable · E002 no folder for filesystem:// · E003 unknown time zone ·
 E004 a setting has the wrong type · E005 database without an upsert · W001 deprecated setting name ·
-E006 bad spider_fields on a data model · E007 bad spider pattern setting · W002 spider dataset missing.
+E006 bad spider_fields on a data model · E007 bad spider pattern setting · W002 spider dataset missing ·
+E020 the journal folder is missing, not creatable or not writable · W020 a setting of a replaced mechanism.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -13,7 +15,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 
-from trackable.conf import DEPRECATED_NAMES, PREFIX, settings
+from trackable.conf import DEPRECATED_NAMES, PREFIX, REPLACED_NAMES, settings
 
 __all__ = ["check_settings", "check_registry", "check_spiders"]
 
@@ -26,8 +28,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "BROKER_TRANSPORT_OPTIONS": (dict,),
     "USER_AGENT_MAX_LENGTH": (int,),
     "SPIDER_CACHE_SIZE": (int,),
-    "BUFFER_MAX_DELAY": (int, float),
+    "JOURNAL_MAX_BYTES": (int,),
+    "JOURNAL_RELAY_INTERVAL": (int, float),
+    "JOURNAL_EXIT_TIMEOUT": (int, float),
 }
+_FLAGS = ("JOURNAL", "JOURNAL_FSYNC")
 
 
 def _bad_setting(name: str, value: Any, requirement: str) -> checks.Error:
@@ -46,9 +51,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, types) or (not isinstance(value, dict) and value <= 0):
             errors.append(_bad_setting(name, value, f"a positive {' or '.join(t.__name__ for t in types)}"))
-    max_events = settings.BUFFER_MAX_EVENTS
-    if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 0:
-        errors.append(_bad_setting("BUFFER_MAX_EVENTS", max_events, "an int, 0 to send without a buffer"))
+    for name in _FLAGS:
+        if not isinstance(getattr(settings, name), bool):
+            errors.append(_bad_setting(name, getattr(settings, name), "True or False"))
+    errors.extend(check_journal())
     url = settings.broker_url
     if url.startswith("filesystem:"):
         if settings.queue_dir is None:
@@ -88,7 +94,39 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="trackable.W001",
                 )
             )
+    for name, instead in REPLACED_NAMES.items():
+        if hasattr(django_settings, PREFIX + name):
+            errors.append(
+                checks.Warning(
+                    f"{PREFIX}{name} belongs to a mechanism the journal replaced; it is ignored.",
+                    hint=f"{instead[0].upper()}{instead[1:]}.",
+                    id="trackable.W020",
+                )
+            )
     return errors
+
+
+def check_journal() -> list[checks.CheckMessage]:
+    """Check that the journal folder exists (or can be created) and is writable, when the journal is on."""
+    if settings.JOURNAL is not True:
+        return []
+    folder = settings.journal_dir
+    fix = "Set TRACKABLE_JOURNAL_DIR to a writable folder on a local disk, or TRACKABLE_JOURNAL = False to publish from the request."
+    if folder is None:
+        problem = "The trackable journal has no folder (TRACKABLE_JOURNAL_DIR is not set and there is no BASE_DIR)."
+    else:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            problem = f"The trackable journal folder {str(folder)!r} cannot be created: {err.strerror or err}."
+        else:
+            if not folder.is_dir():
+                problem = f"The trackable journal folder {str(folder)!r} is not a folder."
+            elif not os.access(folder, os.W_OK | os.X_OK):
+                problem = f"The trackable journal folder {str(folder)!r} is not writable by this process."
+            else:
+                return []
+    return [checks.Error(problem, hint=fix, id="trackable.E020")]
 
 
 def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -18,13 +18,13 @@ from django.db.models import Count, Sum
 from django.utils import timezone as dj_timezone
 from kombu.exceptions import OperationalError
 
-from trackable import messages, transport
+from trackable import journal, messages, transport
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage
 from trackable.models import FoldedMessage, FoldRun, ImportedChunk
 from trackable.sites import site
 
-__all__ = ["collect_status", "record_fold_run", "queue_depths"]
+__all__ = ["collect_status", "record_fold_run", "queue_depths", "journal_status"]
 
 logger = logging.getLogger("trackable")
 
@@ -153,10 +153,22 @@ def _fold_facts(now: Any) -> dict[str, Any]:
     return facts
 
 
+def journal_status() -> dict[str, Any]:
+    """Return the producer's mode and, with the journal, its backlog, orphans, damaged files and refusals."""
+    if not settings.JOURNAL:
+        return {"mode": "direct", "folder": None}
+    folder = settings.journal_dir
+    facts: dict[str, Any] = {"mode": "journal", "folder": str(folder) if folder else None}
+    if folder is not None:
+        facts.update(journal.describe(folder))
+    return facts
+
+
 def collect_status(*, broker: bool = True) -> dict[str, Any]:
     """Return the state of the pipeline as a JSON-ready dict (broker facts are None if it is unreachable)."""
     now = dj_timezone.now()
     status: dict[str, Any] = {"time": now.isoformat(), "broker": None, "broker_error": None}
+    status["journal"] = journal_status()
     status["queues"], status["dead_letters"] = [], None
     if broker:
         conn = transport.connection()
