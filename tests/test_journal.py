@@ -148,6 +148,7 @@ def test_sending_does_not_import_the_fold():
 
 def test_a_killed_process_before_its_relay_published_is_adopted_exactly():
     """The child's broker is unreachable, so its relay publishes nothing; SIGKILL; this process adopts."""
+    relay.reset()  # no relay thread of this process adopts it in the background while the fold looks
     before = set(segments(journal_dir()))
     child = run_child(
         """
@@ -174,6 +175,7 @@ def test_a_killed_process_before_its_relay_published_is_adopted_exactly():
 @pytest.mark.parametrize("round", range(int(os.environ.get("KILL_ROUNDS", "1"))))
 def test_a_process_killed_while_relaying_is_adopted_exactly(round):
     """The child relays every 10 ms while it sends; SIGKILL lands at some point of that; nothing lost or doubled."""
+    relay.reset()  # no relay thread of this process adopts it in the background while the fold looks
     child = run_child(
         """
         article = Article(pk=42, title="never saved")
@@ -309,6 +311,8 @@ def test_past_the_cap_sends_are_refused_and_counted(tmp_path, caplog):
         from trackable.status import journal_status
 
         status = journal_status()
+        import sys
+        print("DIAG", sent.count(True), size, status, os.listdir(folder), [os.listdir(folder / "damaged") if (folder / "damaged").exists() else None], relay.writer().folder if relay.writer() else None, file=sys.stderr)
     assert sent == [True] * accepted + [False] * (40 - accepted)
     assert 0 < accepted < 40 and size <= 2000
     assert journal.refused_count(folder) == 40 - accepted
@@ -442,3 +446,31 @@ def test_settings_of_replaced_mechanisms_warn_and_say_what_replaced_them():
         "TRACKABLE_SPOOL_DIR belongs to a mechanism the journal replaced; it is ignored.",
         "The journal keeps the events of a broker outage; use TRACKABLE_JOURNAL_DIR to choose its folder.",
     )
+
+
+def test_status_and_dashboard_show_the_journal(tmp_path, capsys, client, django_user_model):
+    folder = tmp_path / "journal"
+    article = Article(pk=46)
+    with override_settings(
+        TRACKABLE_JOURNAL_DIR=str(folder), TRACKABLE_BROKER_URL=UNREACHABLE, TRACKABLE_CONNECT_TIMEOUT=0.2
+    ):
+        for _ in range(4):
+            assert send_increment_message(None, article, "impressions") is True
+        size = sum((folder / n).stat().st_size for n in segments(folder))
+        call_command("trackable_status", "--no-broker")
+        lines = capsys.readouterr().out.splitlines()
+        staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+        client.force_login(staff)
+        from django.urls import reverse
+
+        page = client.get(reverse("trackable:dashboard"), {"days": 1}).content.decode()
+    assert lines[0] == f"Sending: through the journal in {folder}"
+    assert lines[1].startswith(f"  backlog: 4 events in {size} bytes, oldest ")
+    assert lines[1].endswith("s old; 1 segments, 0 orphaned")
+    assert lines[2] == "  refused (over TRACKABLE_JOURNAL_MAX_BYTES): 0 events; damaged files set aside: 0"
+    assert f'<td class="trackable-journal-backlog">4 events, {size} bytes' in page
+    assert '<td class="trackable-orphans">0</td>' in page
+    assert '<td class="trackable-refused">0</td>' in page
+    with override_settings(TRACKABLE_JOURNAL=False):
+        call_command("trackable_status", "--no-broker")
+    assert capsys.readouterr().out.splitlines()[0] == "Sending: direct publish from the request (TRACKABLE_JOURNAL = False)"
