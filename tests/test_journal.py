@@ -474,3 +474,20 @@ def test_status_and_dashboard_show_the_journal(tmp_path, capsys, client, django_
     with override_settings(TRACKABLE_JOURNAL=False):
         call_command("trackable_status", "--no-broker")
     assert capsys.readouterr().out.splitlines()[0] == "Sending: direct publish from the request (TRACKABLE_JOURNAL = False)"
+
+
+def test_threads_sending_at_once_are_all_counted():
+    article = Article.objects.create(title="a")
+    results = []
+
+    def work():
+        results.extend(send_increment_message(None, article, "impressions") for _ in range(500))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fold()
+    assert results.count(True) == 4000
+    assert ArticleTrackableData.objects.get().impressions == 4000

@@ -237,10 +237,13 @@ def relay_segment(segment: Segment, writer: Writer | None, deadline: float = flo
 def _relay_to_end(segment: Segment, writer: Writer | None, deadline: float) -> None:
     """Publish the committed records; delete the segment once nobody appends to it and all is relayed."""
     done = _relay_committed(segment, deadline)
-    if writer is not None and writer.active is segment:
-        if done < SEGMENT_BYTES:
-            return
-        writer.rotate(segment)  # no more appends: what they wrote until now is relayed next
+    if writer is not None:
+        if writer.active is segment:
+            if done < SEGMENT_BYTES:
+                return
+            writer.rotate(segment)  # no more appends from now on
+        # Appends may have landed after the read above, until the segment stopped being the active one
+        # (rotated, or the writer closed by reset()): relay them before calling the segment finished.
         done = _relay_committed(segment, deadline)
     size = segment.current_size()
     if done < size:
