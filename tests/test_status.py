@@ -113,7 +113,8 @@ def test_an_unreachable_broker_is_reported_and_fails_the_command():
         assert json.loads(out.getvalue())["queues"] == []
         out = StringIO()
         call_command("trackable_status", "--no-broker", stdout=out)
-        assert out.getvalue().startswith("Broker: not asked\nLast fold: none recorded\n")
+        assert out.getvalue().startswith("Sending: through the journal in ")
+        assert "\nBroker: not asked\nLast fold: none recorded\n" in out.getvalue()
 
 
 @pytest.mark.no_broker

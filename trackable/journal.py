@@ -41,7 +41,6 @@ __all__ = [
     "damaged_count",
     "refused_count",
     "record_refused",
-    "describe",
     "SEGMENT_SUFFIX",
 ]
 
@@ -56,7 +55,7 @@ REFUSED_LOG = "refused.log"
 MAX_STATE_BYTES = 4096
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{24}\.seg")
 _STATE_NAME = re.compile(r"[0-9a-f]{24}\.state")
-_OPEN_FLAGS = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+OPEN_FLAGS = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
 
 
@@ -110,7 +109,7 @@ class Segment:
         segment_id = f"{time.time_ns():016x}{os.urandom(4).hex()}"
         path = folder / f"{segment_id}{SEGMENT_SUFFIX}"
         # O_RDWR: the relay reads the segment through the same descriptor (pread ignores O_APPEND).
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -211,7 +210,7 @@ class State(NamedTuple):
 def load_state(path: Path) -> State:
     """Return the checkpoint in `path` (nothing relayed when there is none); raise JournalDamaged if unreadable."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | OPEN_FLAGS)
     except FileNotFoundError:
         return State(0, None)
     except OSError as err:
@@ -241,7 +240,7 @@ def save_state(path: Path, state: State, fsync: bool = False) -> None:
     """Write a checkpoint atomically (a hidden temporary file renamed over the old one)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     body = _dumps({"done": state.done, "intent": list(state.intent) if state.intent else None}).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | OPEN_FLAGS, 0o600)
     try:
         os.write(fd, body)
         if fsync:
@@ -288,7 +287,7 @@ def open_orphan(folder: Path, name: str) -> Segment | None:
     """Open and lock a segment whose owner is gone; None when it is alive (locked) or already gone."""
     path = folder / name
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | OPEN_FLAGS)
     except FileNotFoundError:
         return None
     except OSError as err:  # a symlink (ELOOP) or anything else the journal never writes
@@ -368,7 +367,7 @@ def damaged_count(folder: Path) -> int:
 
 def record_refused(folder: Path, events: int) -> None:
     """Add one line to refused.log (one small O_APPEND write: safe from many processes)."""
-    fd = os.open(folder / REFUSED_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, 0o600)
+    fd = os.open(folder / REFUSED_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o600)
     try:
         os.write(fd, f"{int(time.time())} {events}\n".encode())
     finally:
@@ -378,7 +377,7 @@ def record_refused(folder: Path, events: int) -> None:
 def refused_count(folder: Path, max_bytes: int = 1024 * 1024) -> int:
     """Return the events refused so far, from refused.log (its last `max_bytes` bytes)."""
     try:
-        fd = os.open(folder / REFUSED_LOG, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS)
+        fd = os.open(folder / REFUSED_LOG, os.O_RDONLY | os.O_NONBLOCK | OPEN_FLAGS)
     except OSError:
         return 0
     try:
@@ -401,53 +400,3 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
-
-
-# -- facts for trackable_status and the dashboard ------------------------------------------------------
-
-STATUS_READ_BYTES = 8 * 1024 * 1024  # unrelayed bytes read per segment to count its events
-
-
-def describe(folder: Path) -> dict[str, Any]:
-    """Return the journal's backlog (events, bytes, oldest unrelayed age), its live and orphaned segments."""
-    facts: dict[str, Any] = {"segments": 0, "orphan_segments": 0, "backlog_bytes": 0, "backlog_events": 0}
-    facts.update(backlog_events_exact=True, oldest_unrelayed_age=None)
-    oldest: int | None = None
-    for name, info in scan(folder):
-        facts["segments"] += 1
-        try:
-            done = load_state(folder / f"{name[: -len(SEGMENT_SUFFIX)]}{STATE_SUFFIX}").done
-        except JournalDamaged:
-            done = 0
-        facts["backlog_bytes"] += max(0, info.st_size - done)
-        try:
-            fd = os.open(folder / name, os.O_RDONLY | os.O_NONBLOCK | _OPEN_FLAGS)
-        except OSError:
-            continue
-        try:
-            if _is_orphan(fd):
-                facts["orphan_segments"] += 1
-            events, end, _ = read_records(fd, done, STATUS_READ_BYTES)
-        finally:
-            os.close(fd)
-        facts["backlog_events"] += len(events)
-        if end < info.st_size and info.st_size - done > STATUS_READ_BYTES:
-            facts["backlog_events_exact"] = False
-        first = min((e[5] for e in events if isinstance(e[5], int)), default=None)
-        if first is not None and (oldest is None or first < oldest):
-            oldest = first
-    if oldest is not None:
-        facts["oldest_unrelayed_age"] = round(max(0.0, time.time() - oldest / 1000), 3)
-    facts["damaged_files"] = damaged_count(folder)
-    facts["refused_events"] = refused_count(folder)
-    return facts
-
-
-def _is_orphan(fd: int) -> bool:
-    """Return whether nobody holds the segment's lock (its process is gone); let go of it at once."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    return True
