@@ -28,6 +28,18 @@ ROOT = Path(__file__).resolve().parent.parent
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:9//"
 
 
+@pytest.fixture
+def scratch():
+    """Return a fresh folder inside the repository's tests/ (pytest's shared /tmp folders get pruned by other runs)."""
+    import shutil
+    import uuid
+
+    folder = ROOT / "tests" / f".journal-scratch-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def segments(folder: Path) -> list[str]:
     return sorted(n for n in os.listdir(folder) if n.endswith(".seg")) if folder.is_dir() else []
 
@@ -146,10 +158,8 @@ def test_sending_does_not_import_the_fold():
     assert (done.returncode, done.stdout, done.stderr) == (0, "[]\ntrackable.folding\n", "")
 
 
-def test_a_killed_process_before_its_relay_published_is_adopted_exactly():
+def test_a_killed_process_before_its_relay_published_is_adopted_exactly(scratch):
     """The child's broker is unreachable, so its relay publishes nothing; SIGKILL; this process adopts."""
-    relay.reset()  # no relay thread of this process adopts it in the background while the fold looks
-    before = set(segments(journal_dir()))
     child = run_child(
         """
         article = Article(pk=41, title="never saved: the producer needs no database")
@@ -160,22 +170,23 @@ def test_a_killed_process_before_its_relay_published_is_adopted_exactly():
         wait=False,
         TRACKABLE_BROKER_URL=UNREACHABLE,
         TRACKABLE_CONNECT_TIMEOUT=0.2,
+        TRACKABLE_JOURNAL_DIR=str(scratch),  # a folder of its own: no other process of the suite adopts it
     )
     assert child.stdout.readline() == "sent\n", child.stderr.read()
-    left = set(segments(journal_dir())) - before
+    left = segments(scratch)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(10)
     assert len(left) == 1  # the child's segment is there, unrelayed
-    result = fold()
+    with override_settings(TRACKABLE_JOURNAL_DIR=str(scratch)):
+        result = fold()
     assert result.duplicates == 0
     assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(41, 500)]
-    assert set(left).isdisjoint(segments(journal_dir()))  # relayed and deleted
+    assert segments(scratch) == []  # relayed and deleted
 
 
 @pytest.mark.parametrize("round", range(int(os.environ.get("KILL_ROUNDS", "1"))))
-def test_a_process_killed_while_relaying_is_adopted_exactly(round):
+def test_a_process_killed_while_relaying_is_adopted_exactly(round, scratch):
     """The child relays every 10 ms while it sends; SIGKILL lands at some point of that; nothing lost or doubled."""
-    relay.reset()  # no relay thread of this process adopts it in the background while the fold looks
     child = run_child(
         """
         article = Article(pk=42, title="never saved")
@@ -188,13 +199,16 @@ def test_a_process_killed_while_relaying_is_adopted_exactly(round):
         """,
         wait=False,
         TRACKABLE_JOURNAL_RELAY_INTERVAL=0.01,
+        TRACKABLE_JOURNAL_DIR=str(scratch),
     )
     assert child.stdout.readline() == "half\n", child.stderr.read()
     assert child.stdout.readline() == "sent\n"
     os.kill(child.pid, signal.SIGKILL)
     child.wait(10)
-    fold()
+    with override_settings(TRACKABLE_JOURNAL_DIR=str(scratch)):
+        fold()
     assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(42, 3000)]
+    assert segments(scratch) == []
 
 
 def test_a_crash_between_publish_and_checkpoint_republishes_the_same_ids(monkeypatch):
@@ -292,9 +306,9 @@ def test_a_graceful_exit_relays_the_journal_and_deletes_its_segment():
     assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(43, 7)]
 
 
-def test_past_the_cap_sends_are_refused_and_counted(tmp_path, caplog):
+def test_past_the_cap_sends_are_refused_and_counted(scratch, caplog):
     article = Article(pk=44)
-    folder = tmp_path / "journal"
+    folder = scratch / "journal"
     with override_settings(
         TRACKABLE_JOURNAL_DIR=str(folder),
         TRACKABLE_JOURNAL_MAX_BYTES=2000,
@@ -329,8 +343,8 @@ def event(pk: int, amount: int = 1) -> list:
     return [["testapp.articletrackabledata", "testapp.article", pk, "impressions", amount, int(time.time() * 1000)]]
 
 
-def test_damaged_journal_files_are_set_aside_counted_and_the_rest_relayed(tmp_path):
-    folder = tmp_path / "journal"
+def test_damaged_journal_files_are_set_aside_counted_and_the_rest_relayed(scratch):
+    folder = scratch / "journal"
     folder.mkdir()
     good = journal.encode(event(50, 2))
     bad_crc = bytearray(journal.encode(event(51)))
@@ -341,7 +355,7 @@ def test_damaged_journal_files_are_set_aside_counted_and_the_rest_relayed(tmp_pa
     write_segment(folder, "garbage_name.msg", [good])
     (folder / f"{'4' * 24}.seg").symlink_to("/dev/zero")
     os.mkfifo(folder / f"{'5' * 24}.seg")
-    outside = tmp_path / "outside.seg"
+    outside = scratch / "outside.seg"
     outside.write_bytes(good)
     (folder / f"{'6' * 24}.seg").symlink_to(outside)
     (folder / f"{'7' * 24}.state").write_text("{not json")
@@ -357,8 +371,7 @@ def test_damaged_journal_files_are_set_aside_counted_and_the_rest_relayed(tmp_pa
     assert outside.read_bytes() == good  # a link is moved aside, never followed
 
 
-def test_relay_command_adopts_orphans(capsys):
-    relay.reset()  # this process sends nothing here: no relay thread of its own adopts the orphan first
+def test_relay_command_adopts_orphans(scratch, capsys):
     child = run_child(
         """
         article = Article(pk=45, title="never saved")
@@ -370,17 +383,23 @@ def test_relay_command_adopts_orphans(capsys):
         wait=False,
         TRACKABLE_BROKER_URL=UNREACHABLE,
         TRACKABLE_CONNECT_TIMEOUT=0.2,
+        TRACKABLE_JOURNAL_DIR=str(scratch),
     )
     assert child.stdout.readline() == "sent\n"
-    call_command("trackable_relay")
-    assert capsys.readouterr().out.startswith("Relayed 0 events; ")  # the child lives: its segment is its own
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait(10)
-    call_command("trackable_relay")
-    assert capsys.readouterr().out == "Relayed 5 events; 0 bytes left in the journal; 0 files set aside.\n"
-    with pytest.warns(DeprecationWarning, match="run manage.py trackable_relay"):
-        call_command("trackable_replay_spool")
-    fold()
+    size = sum((scratch / n).stat().st_size for n in segments(scratch))
+    with override_settings(TRACKABLE_JOURNAL_DIR=str(scratch)):
+        call_command("trackable_relay")
+        assert capsys.readouterr().out == (  # the child lives: its segment is its own relay's
+            f"Relayed 0 events; {size} bytes left in the journal; 0 files set aside.\n"
+            "What is left belongs to live processes, whose own relays publish it.\n"
+        )
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        call_command("trackable_relay")
+        assert capsys.readouterr().out == "Relayed 5 events; 0 bytes left in the journal; 0 files set aside.\n"
+        with pytest.warns(DeprecationWarning, match="run manage.py trackable_relay"):
+            call_command("trackable_replay_spool")
+        fold()
     assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(45, 5)]
 
 
@@ -402,23 +421,23 @@ def test_bad_journal_settings_are_reported_at_startup(overrides, message):
 
 
 @pytest.mark.no_broker
-def test_an_unusable_journal_folder_is_reported_at_startup(tmp_path):
+def test_an_unusable_journal_folder_is_reported_at_startup(scratch):
     from trackable.checks import check_journal
 
-    a_file = tmp_path / "file"
+    a_file = scratch / "file"
     a_file.write_text("")
     with override_settings(TRACKABLE_JOURNAL_DIR=str(a_file / "journal")):
         (error,) = check_journal()
     assert error.id == "trackable.E020"
     assert error.msg == f"The trackable journal folder {str(a_file / 'journal')!r} cannot be created: Not a directory."
     assert error.hint.startswith("Set TRACKABLE_JOURNAL_DIR to a writable folder")
-    read_only = tmp_path / "ro"
+    read_only = scratch / "ro"
     read_only.mkdir(mode=0o500)
     with override_settings(TRACKABLE_JOURNAL_DIR=str(read_only)):
         errors = [e.msg for e in check_journal()]
     if os.geteuid() != 0:
         assert errors == [f"The trackable journal folder {str(read_only)!r} is not writable by this process."]
-    with override_settings(TRACKABLE_JOURNAL_DIR=str(tmp_path / "new" / "journal")):
+    with override_settings(TRACKABLE_JOURNAL_DIR=str(scratch / "new" / "journal")):
         assert check_journal() == []
     with override_settings(TRACKABLE_JOURNAL_DIR=None, TRACKABLE_JOURNAL=False, BASE_DIR=None):
         assert check_journal() == []
@@ -447,8 +466,8 @@ def test_settings_of_replaced_mechanisms_warn_and_say_what_replaced_them():
     )
 
 
-def test_status_and_dashboard_show_the_journal(tmp_path, capsys, client, django_user_model):
-    folder = tmp_path / "journal"
+def test_status_and_dashboard_show_the_journal(scratch, capsys, client, django_user_model):
+    folder = scratch / "journal"
     article = Article(pk=46)
     with override_settings(
         TRACKABLE_JOURNAL_DIR=str(folder), TRACKABLE_BROKER_URL=UNREACHABLE, TRACKABLE_CONNECT_TIMEOUT=0.2
