@@ -92,7 +92,7 @@ class _Relay(threading.Thread):
                 self.tick()
             except TrackableConnectionError as err:
                 outage.report_failure(err, kept=True)
-            except Exception:  # noqa: BLE001 - the relay must outlive any bug; it logs and retries
+            except BaseException:  # noqa: BLE001 - the relay must outlive any bug (even a SystemExit raised in it)
                 logger.exception("The trackable relay failed; it tries again in a moment.")
             self.wake.wait(settings.JOURNAL_RELAY_INTERVAL)
             self.wake.clear()
