@@ -509,3 +509,32 @@ def test_threads_sending_at_once_are_all_counted():
     fold()
     assert results.count(True) == 4000
     assert ArticleTrackableData.objects.get().impressions == 4000
+
+
+def test_segments_rotate_at_a_size_and_relayed_ones_are_deleted(monkeypatch, scratch):
+    monkeypatch.setattr(relay, "SEGMENT_BYTES", 500)
+    article = Article(pk=47)
+    with override_settings(TRACKABLE_JOURNAL_DIR=str(scratch), TRACKABLE_JOURNAL_RELAY_INTERVAL=3600):
+        for _ in range(10):  # about 930 bytes: past the rotation size
+            send_increment_message(None, article, "impressions")
+        first = relay.writer().active.id
+        relay.flush()
+        assert segments(scratch) == []  # relayed, rotated away and deleted
+        send_increment_message(None, article, "impressions")
+        assert relay.writer().active.id != first  # the next send opened a new segment
+        assert segments(scratch) == [f"{relay.writer().active.id}.seg"]
+        fold()
+    assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(47, 11)]
+
+
+def test_fsync_flushes_every_record(monkeypatch, scratch):
+    synced = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(fd) or real(fd))
+    article = Article(pk=48)
+    with override_settings(TRACKABLE_JOURNAL_DIR=str(scratch), TRACKABLE_JOURNAL_FSYNC=True):
+        for _ in range(3):
+            assert send_increment_message(None, article, "impressions") is True
+        assert synced == [relay.writer().active.fd] * 3
+        fold()
+    assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(48, 3)]
