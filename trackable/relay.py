@@ -116,7 +116,11 @@ class _Relay(threading.Thread):
             refused, writer.refused = writer.refused, 0
             error, writer.error = writer.error, None
         if refused:
-            journal.record_refused(writer.folder, refused)
+            try:
+                journal.record_refused(writer.folder, refused)
+            except OSError:  # the disk that refused them: count them again at the next tick
+                with writer.lock:
+                    writer.refused += refused
             if not self.refusing:
                 reason = error or (
                     f"the journal holds over TRACKABLE_JOURNAL_MAX_BYTES ({writer.max_bytes} bytes) not yet relayed"
