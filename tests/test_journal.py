@@ -538,3 +538,16 @@ def test_fsync_flushes_every_record(monkeypatch, scratch):
         assert synced == [relay.writer().active.fd] * 3
         fold()
     assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(48, 3)]
+
+
+def test_a_send_too_large_for_one_record_raises_at_the_call():
+    from trackable.messaging import TrackableMessage
+
+    class Huge(TrackableMessage):
+        def events(self):
+            return [("impressions", 1)] * 5000
+
+    with pytest.raises(ValueError) as err:
+        Huge(None, Article(pk=49)).send()
+    assert str(err.value).startswith("One send carries 5000 events (")
+    assert str(err.value).endswith("bytes); the journal takes at most 262144 bytes per send: send them in several calls.")

@@ -66,6 +66,11 @@ class JournalDamaged(Exception):
 def encode(events: list[tuple[Any, ...]]) -> bytes:
     """Return one framed record carrying `events`."""
     payload = _dumps(events).encode("ascii")
+    if len(payload) > MAX_RECORD:
+        raise ValueError(
+            f"One send carries {len(events)} events ({len(payload)} bytes); the journal takes at most "
+            f"{MAX_RECORD} bytes per send: send them in several calls."
+        )
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
