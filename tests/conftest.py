@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from trackable import outage, relay, transport
+from trackable import outage, relay, replay, transport
 from trackable.sites import site
 
 
@@ -33,11 +33,13 @@ def _purge_all() -> None:
 def clean_queues(request):
     """Start every test that touches the broker with empty queues (fails loudly if it is unreachable)."""
     if "no_broker" in request.keywords:
+        replay.guard.reset()
         yield
         return
     relay.flush()  # what an earlier test journaled reaches the queues now, and is purged with them
     _purge_all()
     outage.reset()
+    replay.guard.reset()
     yield
     transport.reset()
     outage.reset()

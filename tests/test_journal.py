@@ -417,7 +417,8 @@ def test_bad_journal_settings_are_reported_at_startup(overrides, message):
 
     with override_settings(**overrides):
         errors = check_settings()
-    assert [(e.id, e.msg) for e in errors] == [("trackable.E004", message)]
+    check_id = "trackable.E020" if "TRACKABLE_JOURNAL" in overrides else "trackable.E004"
+    assert [(e.id, e.msg) for e in errors] == [(check_id, message)]
 
 
 @pytest.mark.no_broker
@@ -428,7 +429,7 @@ def test_an_unusable_journal_folder_is_reported_at_startup(scratch):
     a_file.write_text("")
     with override_settings(TRACKABLE_JOURNAL_DIR=str(a_file / "journal")):
         (error,) = check_journal()
-    assert error.id == "trackable.E020"
+    assert error.id == "trackable.E030"
     assert error.msg == f"The trackable journal folder {str(a_file / 'journal')!r} cannot be created: Not a directory."
     assert error.hint.startswith("Set TRACKABLE_JOURNAL_DIR to a writable folder")
     read_only = scratch / "ro"
@@ -452,7 +453,7 @@ def test_settings_of_replaced_mechanisms_warn_and_say_what_replaced_them():
     with override_settings(TRACKABLE_BUFFER_MAX_EVENTS=1000, TRACKABLE_SPOOL_DIR="/tmp/spool"):
         with pytest.warns(TrackableDeprecationWarning) as caught:
             assert warn_replaced() == ["BUFFER_MAX_EVENTS", "SPOOL_DIR"]
-        warnings = [(e.id, e.msg, e.hint) for e in check_settings() if e.id == "trackable.W020"]
+        warnings = [(e.id, e.msg, e.hint) for e in check_settings() if e.id == "trackable.W030"]
     assert [str(w.message) for w in caught] == [
         "The setting TRACKABLE_BUFFER_MAX_EVENTS is deprecated and ignored: the journal's relay now sends many "
         "events per message on its own (TRACKABLE_JOURNAL); remove it.",
@@ -460,7 +461,7 @@ def test_settings_of_replaced_mechanisms_warn_and_say_what_replaced_them():
         "outage; use TRACKABLE_JOURNAL_DIR to choose its folder.",
     ]
     assert warnings[1] == (
-        "trackable.W020",
+        "trackable.W030",
         "TRACKABLE_SPOOL_DIR belongs to a mechanism the journal replaced; it is ignored.",
         "The journal keeps the events of a broker outage; use TRACKABLE_JOURNAL_DIR to choose its folder.",
     )
