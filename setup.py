@@ -19,19 +19,21 @@ setup(
     package_data={"trackable": ["fixtures/*.json", "templates/**/*", "static/**/*", "py.typed"]},
     python_requires=">=3.10",
     install_requires=[
-        "Django>=4.2,<6.0",
-        "kombu>=5.3",
+        "Django>=5.2,<6.2",
+        "kombu>=5.7",
     ],
     extras_require={
-        "celery": ["celery>=5.3", "django-celery-beat>=2.5"],
-        "redis": ["redis>=4.5"],
+        # django-celery-beat (the DatabaseScheduler) is optional and, at 2.9, supports Django < 6.1 only:
+        # install it yourself when you want it; plain `celery beat` needs nothing more.
+        "celery": ["celery>=5.7"],
+        # kombu's own extra: the versions of redis (and packaging) its Redis transport needs.
+        "redis": ["kombu[redis]>=5.7"],
         "postgres": ["psycopg[binary]>=3.1"],
         "spiders": ["crawler-user-agents>=1.0"],
         "re2": ["google-re2>=1.1"],
         "test": [
-            "celery>=5.3",
-            "django-celery-beat>=2.5",
-            "redis>=4.5",
+            "celery>=5.7",
+            "kombu[redis]>=5.7",
             "psycopg[binary]>=3.1",
             "crawler-user-agents>=1.0",
             "google-re2>=1.1",
@@ -43,16 +45,20 @@ setup(
         ],
         "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
-        "bench": ["redis>=4.5", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
+        "lint": ["ruff>=0.15", "mypy>=1.18", "django-stubs>=5.2", "celery-types>=0.23"],
+        "bench": ["kombu[redis]>=5.7", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
     },
     classifiers=[
         "Framework :: Django",
-        "Framework :: Django :: 4.2",
         "Framework :: Django :: 5.2",
+        "Framework :: Django :: 6.0",
+        "Framework :: Django :: 6.1",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Typing :: Typed",
         "License :: OSI Approved :: BSD License",
     ],
 )

@@ -2,7 +2,7 @@
 # The whole test suite: start PostgreSQL, Redis and RabbitMQ if they are installed but stopped
 # (scripts/start-services.sh), install what the suite needs (Debian's Chromium for the browser tests,
 # tox), make pyenv's Pythons findable, then run tox (the matrix is in tox.ini). Extra arguments go to
-# tox, e.g. `-e django52-sqlite` (an SQLite-only selection does not need the services).
+# tox, e.g. `-e py311-django52-sqlite` (an SQLite-only selection does not need the services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
