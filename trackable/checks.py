@@ -39,6 +39,21 @@ def _bad_setting(name: str, value: Any, requirement: str) -> checks.Error:
     )
 
 
+def _unusable_broker(url: str, err: Exception) -> checks.Error:
+    """Return the E001 error for a broker URL kombu cannot use, naming the missing module if one is."""
+    scheme = url.split("://", 1)[0]
+    if isinstance(err, ImportError):
+        missing = getattr(err, "name", None)
+        what = f"the Python module {missing!r}" if missing else "the client library named above"
+        hint = f"Install {what}, which kombu's {scheme}:// transport imports"
+        if scheme in {"redis", "rediss", "sentinel"}:
+            hint += ': pip install "django-trackable[redis]" installs kombu[redis] with the versions it needs'
+        hint += "."
+    else:
+        hint = "Set TRACKABLE_BROKER_URL (or CELERY_BROKER_URL) to amqp://, redis:// or filesystem://."
+    return checks.Error(f"The trackable broker URL {url!r} is unusable: {err}.", hint=hint, id="trackable.E001")
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Check the TRACKABLE_* settings."""
     errors: list[checks.CheckMessage] = []
@@ -55,7 +70,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             errors.append(
                 checks.Error(
                     "The trackable broker is filesystem:// but no folder is set for it.",
-                    hint="Set TRACKABLE_QUEUE_DIR (or BASE_DIR), or point TRACKABLE_BROKER_URL at RabbitMQ or Redis.",
+                    hint="Set TRACKABLE_QUEUE_DIR (or kombu's data_folder_in/data_folder_out in "
+                    "TRACKABLE_BROKER_TRANSPORT_OPTIONS or CELERY_BROKER_TRANSPORT_OPTIONS, or BASE_DIR), "
+                    "or point TRACKABLE_BROKER_URL at RabbitMQ or Redis.",
                     id="trackable.E002",
                 )
             )
@@ -65,14 +82,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
             Connection(url).transport  # noqa: B018 - builds the transport (no I/O): checks scheme and client library
         except (ImportError, KeyError, ValueError) as err:
-            errors.append(
-                checks.Error(
-                    f"The trackable broker URL {url!r} is unusable: {err}.",
-                    hint="Set TRACKABLE_BROKER_URL (or CELERY_BROKER_URL) to amqp://, redis:// or filesystem://, and "
-                    "install the client library of that broker (e.g. pip install redis).",
-                    id="trackable.E001",
-                )
-            )
+            errors.append(_unusable_broker(url, err))
     try:
         from trackable.buckets import get_zone
 

@@ -50,19 +50,8 @@ def connection(*, request_path: bool = False) -> Connection:
     options: dict[str, Any] = {}
     transport_cls: Any = None
     if url.startswith("filesystem:"):
-        folder = settings.queue_dir
-        if folder is None:
-            raise TrackableConnectionError(
-                "The filesystem:// broker needs a folder: set TRACKABLE_QUEUE_DIR (or BASE_DIR) in your settings."
-            )
-        folder.mkdir(parents=True, exist_ok=True)
-        options.update(
-            data_folder_in=str(folder),
-            data_folder_out=str(folder),
-            control_folder=str(folder / "control"),  # kombu's default is ./control in the working directory
-            store_processed=False,
-        )
-        transport_cls: Any = fsqueue.Transport
+        options.update(fsqueue.connection_options(settings.broker_transport_options))
+        transport_cls = fsqueue.Transport
     if not request_path:
         options.setdefault("polling_interval", 0.05)  # virtual transports: how long an idle consumer sleeps
     if request_path:
@@ -73,7 +62,7 @@ def connection(*, request_path: bool = False) -> Connection:
         if settings.PUBLISH_CONFIRMS and url.split("://", 1)[0] in {"amqp", "pyamqp", "amqps"}:
             # Without publisher confirms a publish "succeeds" into a socket the broker already dropped.
             options.update(confirm_publish=True)
-    options.update(settings.BROKER_TRANSPORT_OPTIONS)
+    options.update(settings.broker_transport_options)
     return Connection(url, connect_timeout=settings.CONNECT_TIMEOUT, transport_options=options, transport=transport_cls)
 
 
