@@ -43,3 +43,5 @@ TRACKABLE_QUEUE_PREFIX = f"trackable-bench-{RUN_ID}"
 if BROKER == "redis":
     TRACKABLE_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 TRACKABLE_BUFFER = {"max_events": int(os.environ.get("TRACKABLE_BENCH_BUFFER_EVENTS", "0")), "max_delay": 1.0}
+if os.environ.get("TRACKABLE_BENCH_QUEUE_TYPE", "classic") == "quorum":
+    TRACKABLE_QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}  # RabbitMQ quorum queues (docs/scaling.rst)

@@ -24,6 +24,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "LEDGER_RETENTION": (int, float),
     "MAX_MESSAGE_BYTES": (int,),
     "BROKER_TRANSPORT_OPTIONS": (dict,),
+    "QUEUE_ARGUMENTS": (dict,),
     "USER_AGENT_MAX_LENGTH": (int,),
     "SPIDER_CACHE_SIZE": (int,),
     "BUFFER_MAX_DELAY": (int, float),

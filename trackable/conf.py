@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "BROKER_TRANSPORT_OPTIONS": {},
     "QUEUE_DIR": None,  # folder of the filesystem:// transport; None: kombu's data_folder_in, else BASE_DIR / "trackable-queue"
     "QUEUE_PREFIX": "trackable",
+    "QUEUE_ARGUMENTS": {},  # arguments of every declared queue, e.g. {"x-queue-type": "quorum"} on RabbitMQ
     "CONNECT_TIMEOUT": 1.0,  # seconds the request path may wait for the broker
     "PUBLISH_CONFIRMS": True,  # amqp://: wait for the broker's confirm, so no publish is lost silently
     # Request path: what a broker outage does to a view.

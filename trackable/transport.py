@@ -34,14 +34,20 @@ def queue_name(data_label: str) -> str:
 
 def queue_for(data_label: str) -> Queue:
     """Return the durable queue that holds the messages of one data model."""
-    name = queue_name(data_label)
-    return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, auto_delete=False)
+    return _durable_queue(queue_name(data_label))
 
 
 def dead_letter_queue() -> Queue:
     """Return the queue where malformed messages are kept for inspection."""
-    name = f"{settings.QUEUE_PREFIX}.dead"
-    return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, auto_delete=False)
+    return _durable_queue(f"{settings.QUEUE_PREFIX}.dead")
+
+
+def _durable_queue(name: str) -> Queue:
+    """Return a durable queue declared with TRACKABLE_QUEUE_ARGUMENTS (e.g. RabbitMQ's x-queue-type)."""
+    arguments = dict(settings.QUEUE_ARGUMENTS) or None
+    return Queue(
+        name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, auto_delete=False, queue_arguments=arguments
+    )
 
 
 def connection(*, request_path: bool = False) -> Connection:
