@@ -45,7 +45,7 @@ setup(
         ],
         "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
-        "lint": ["ruff>=0.15", "mypy>=1.18", "django-stubs>=5.2", "celery-types>=0.23"],
+        "lint": ["ruff>=0.15", "mypy>=1.18", "django-stubs>=5.2", "celery-types>=0.23", "typing-extensions>=4.6"],
         "bench": ["kombu[redis]>=5.7", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
     },
     classifiers=[
