@@ -6,6 +6,7 @@ from functools import lru_cache
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from trackable.buckets import DAY
@@ -70,7 +71,10 @@ class TrackableTimeSeriesData(TrackableData):
         get_latest_by = "collected_during"
 
     def __str__(self) -> str:
-        return f"{super().__str__()} during {self.collected_during:%Y-%m-%d %H:%M} UTC"
+        # The site's clock, as the admin shows the field: one time for one bucket on one page.
+        moment = self.collected_during
+        moment = timezone.localtime(moment) if moment is not None and timezone.is_aware(moment) else moment
+        return f"{super().__str__()} during {moment:%Y-%m-%d %H:%M %Z}".rstrip()
 
 
 @lru_cache(maxsize=None)

@@ -17,6 +17,7 @@ from django.db import DatabaseError, router, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone as dj_timezone
 from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from trackable import messages, transport
 from trackable.conf import settings
@@ -153,6 +154,11 @@ def _fold_facts(now: Any) -> dict[str, Any]:
     return facts
 
 
+def _shown_url(url: str) -> str:
+    """Return the broker URL as the user configured it, its password masked."""
+    return maybe_sanitize_url(url) if "@" in url else url
+
+
 def collect_status(*, broker: bool = True) -> dict[str, Any]:
     """Return the state of the pipeline as a JSON-ready dict (broker facts are None if it is unreachable)."""
     now = dj_timezone.now()
@@ -160,7 +166,7 @@ def collect_status(*, broker: bool = True) -> dict[str, Any]:
     status["queues"], status["dead_letters"] = [], None
     if broker:
         conn = transport.connection()
-        status["broker"] = conn.as_uri()  # the password is masked
+        status["broker"] = _shown_url(settings.broker_url)
         try:
             conn.ensure_connection(max_retries=1, timeout=settings.CONNECT_TIMEOUT)
             status["queues"], status["dead_letters"] = queue_depths(conn)
