@@ -32,4 +32,10 @@ def deliver(body: bytes, data_label: str) -> bool:
         outage.report_failure(err, spooled=False)
         if settings.CAPTURE_CONNECTION_ERRORS:
             return False
-        raise
+        raise TrackableConnectionError(f"{err} {CAPTURE_HINT}") from err
+
+
+CAPTURE_HINT = (
+    "To log this and carry on while the broker is down, set TRACKABLE_CAPTURE_CONNECTION_ERRORS = True "
+    "(or TRACKABLE_SPOOL_DIR to keep the events and send them once it is back)."
+)

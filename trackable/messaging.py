@@ -58,6 +58,9 @@ class TrackableMessage(ABC):
     def build(self, ts_ms: int | None = None) -> dict[str, list[tuple[str, str, Any, str, int, int]]]:
         """Return the events of this message grouped by data model label; raise on bad fields."""
         obj = self.obj
+        if not isinstance(obj, models.Model):
+            what = f"the class {obj.__name__}" if isinstance(obj, type) else f"{type(obj).__name__} {obj!r}"
+            raise TypeError(f"Track a saved model instance (e.g. MyObject.objects.get(pk=...)), not {what}.")
         pk = obj.pk
         if pk is None:
             raise ValueError(f"Cannot track an unsaved {type(obj).__name__}: save it first so it has a primary key.")
