@@ -5,7 +5,7 @@ Run from the repository root:  python bench/bench_spiders.py [--rounds 7]
 Each timing is the median over rounds of (time for one pass over the corpus) / (user agents in it),
 printed as a JSON line with the baseline measured in the same run (a precompiled `re` search of one
 short pattern, "bot", over the same user agents) and the ratio of the two. Accuracy uses the labelled
-corpus at ../shared/data/user-agents/ beside the repository.
+samples shipped in tests/data/user-agents/ (dev-bots.txt, dev-browsers.txt; see the README there).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "data" / "user-agents"
+CORPUS = REPO / "tests" / "data" / "user-agents"
 sys.path.insert(0, str(REPO))
 BASELINE = re.compile("bot").search  # a bare search of one short pattern
 
@@ -71,14 +71,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    if not CORPUS.is_dir():
-        sys.exit(f"The labelled corpus is missing: put the shared data beside the repository ({CORPUS}).")
     setup_django()
     from trackable import spiders
     from trackable.models import Spider
 
-    bots = (CORPUS / "bots.txt").read_text().splitlines()
-    browsers = (CORPUS / "browsers.txt").read_text().splitlines()
+    bots = (CORPUS / "dev-bots.txt").read_text().splitlines()
+    browsers = (CORPUS / "dev-browsers.txt").read_text().splitlines()
     corpus = bots + browsers
     # Cached figures replay a working set that fits the LRU cache (TRACKABLE_SPIDER_CACHE_SIZE, 4096).
     working_set = corpus[:: max(1, len(corpus) // 2000)][:2000]

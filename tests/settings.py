@@ -4,6 +4,8 @@ import os
 import uuid
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -87,7 +89,10 @@ elif TEST_DB == "sqlite":
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(BASE_DIR / f".db-{RUN_ID}.sqlite3"),
             "TEST": {"NAME": str(BASE_DIR / f".test-db-{RUN_ID}.sqlite3")},
-            "OPTIONS": {"timeout": 30},
+            # IMMEDIATE: a transaction takes the write lock when it begins, so a reader that later writes
+            # (the fold, beat's DatabaseScheduler) waits for the other process instead of failing at once
+            # with "database is locked" (SQLite does not wait when a deferred reader must upgrade).
+            "OPTIONS": {"timeout": 30, **({"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {})},
         }
     }
 else:

@@ -4,6 +4,7 @@ The outage is real: the broker sits behind a TCP proxy that the test cuts and re
 embedded filesystem:// broker configured, these tests use RabbitMQ, which has a network to cut.
 """
 import logging
+import os
 import time
 
 import pytest
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db
 NETWORK_URL = (
     django_settings.TRACKABLE_BROKER_URL
     if not django_settings.TRACKABLE_BROKER_URL.startswith("filesystem")
-    else "amqp://guest:guest@127.0.0.1:5672//"
+    else os.environ.get("TRACKABLE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 )
 
 

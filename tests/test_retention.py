@@ -26,6 +26,12 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 OLD = datetime(2025, 1, 5, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch):
+    """Make the command's "now" the tests' NOW: no result depends on the day the suite runs."""
+    monkeypatch.setattr(retention, "clock", lambda: NOW)
+
+
 @pytest.fixture
 def pages_registered():
     """Register a parent with a fine and a coarse data model, for this module only."""

@@ -29,6 +29,9 @@ from trackable.upsert import POSITIVE_TYPES, upsert_increments
 
 __all__ = ["Policy", "TrimResult", "parse_policies", "policy_from", "trim"]
 
+#: The clock trim() reads when no `now` is given; tests replace it, so no result depends on today's date.
+clock = dj_timezone.now
+
 # Coarser granularities whose bucket boundaries are also boundaries of the finer one.
 COARSER = {MINUTE: (HOUR, DAY, WEEK, MONTH), HOUR: (DAY, WEEK, MONTH), DAY: (WEEK, MONTH), WEEK: (), MONTH: ()}
 KEYS = {"rollup_after_days", "rollup_to", "delete_after_days"}
@@ -139,7 +142,7 @@ def parse_policies(retention: dict[str, Any] | None = None) -> list[Policy]:
 
 def trim(policy: Policy, *, now: datetime | None = None, batch_size: int = 1000, dry_run: bool = False) -> TrimResult:
     """Roll up, then delete, the old rows of one data model according to `policy`."""
-    now = now or dj_timezone.now()
+    now = now or clock()
     result = TrimResult(policy.data_model._meta.label)
     if policy.rollup_after is not None:
         result.into = f"{policy.rollup_to._meta.label} ({policy.granularity})"
