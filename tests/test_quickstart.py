@@ -8,9 +8,12 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+from kombu import Connection
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.no_broker
@@ -77,6 +80,23 @@ def paste(project: Path, blocks: list[tuple[str, str]]) -> tuple[list[str], str]
     return commands, shell
 
 
+@pytest.fixture
+def quickstart_broker():
+    """Yield the broker settings of the throwaway project: {} (embedded) or the run's RabbitMQ/Redis."""
+    if django_settings.TEST_BROKER == "filesystem":
+        yield {}
+        return
+    url, prefix = django_settings.TRACKABLE_BROKER_URL, f"trackable-quickstart-{uuid.uuid4().hex[:8]}"
+    yield {"TRACKABLE_BROKER_URL": url, "TRACKABLE_QUEUE_PREFIX": prefix}
+    with Connection(url) as conn:
+        channel = conn.channel()
+        for name in (f"{prefix}.my_app.myobjecttrackabledata", f"{prefix}.dead"):
+            try:
+                channel.queue_delete(name)
+            except conn.channel_errors:  # never declared
+                channel = conn.channel()
+
+
 DRIVER = """
 from django.test import RequestFactory
 from my_app.models import MyObject
@@ -93,14 +113,18 @@ for _ in range(3):
     [("README.md", True), ("docs/quickstart.rst", True), ("README.md", False)],
     ids=["readme", "docs", "readme-without-admin"],
 )
-def test_quickstart_blocks_run_when_pasted_in_order(tmp_path, document, with_admin):
+def test_quickstart_blocks_run_when_pasted_in_order(tmp_path, document, with_admin, quickstart_broker):
     project = new_project(tmp_path, with_admin=with_admin)
+    if quickstart_broker:  # the PostgreSQL + RabbitMQ/Redis environments: the same project on that broker
+        with open(project / "proj" / "settings.py", "a", encoding="utf-8") as f:
+            f.write("\n".join(f"{name} = {value!r}" for name, value in quickstart_broker.items()) + "\n")
     commands, shell = paste(project, blocks_of(document))
     assert commands[:2] == ["manage.py makemigrations my_app", "manage.py migrate"]
     assert "manage.py fold_trackable_messages" in commands
     assert run(project, "manage.py", "check").strip() == "System check identified no issues (0 silenced)."
     run(project, "manage.py", "shell", "-c", DRIVER)
-    assert len(list((project / "trackable-queue").glob("*.trackable.my_app.myobjecttrackabledata.msg"))) == 3
+    if not quickstart_broker:  # the default embedded broker: three message files
+        assert len(list((project / "trackable-queue").glob("*.trackable.my_app.myobjecttrackabledata.msg"))) == 3
     run(project, "manage.py", "fold_trackable_messages")
     if document.endswith(".rst"):
         *body, last = shell.rstrip("\n").split("\n")
