@@ -14,10 +14,12 @@ from trackable.messaging import send_increment_message
 @pytest.mark.no_broker
 def test_missing_redis_dependency_names_the_module(monkeypatch):
     # kombu 5.7's Redis transport imports `packaging`, which plain `pip install redis` does not bring.
-    for name in ("kombu.transport.redis", "packaging", "packaging.version"):
-        monkeypatch.setitem(sys.modules, name, None) if name.startswith("packaging") else monkeypatch.delitem(
-            sys.modules, name, raising=False
-        )
+    import kombu.transport
+
+    monkeypatch.setattr(kombu.transport, "_transport_cache", {})  # kombu keeps resolved transport classes
+    monkeypatch.delitem(sys.modules, "kombu.transport.redis", raising=False)
+    for name in ("packaging", "packaging.version"):
+        monkeypatch.setitem(sys.modules, name, None)
     with override_settings(TRACKABLE_BROKER_URL="redis://127.0.0.1:6379/0"):
         errors = check_settings()
     assert [e.id for e in errors] == ["trackable.E001"]
