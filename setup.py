@@ -21,6 +21,7 @@ setup(
     install_requires=[
         "Django>=5.2,<6.2",
         "kombu>=5.7",
+        "google-re2>=1.1",  # spider patterns: linear-time matching, no pattern can stall a request
     ],
     extras_require={
         # django-celery-beat (the DatabaseScheduler) is optional and, at 2.9, supports Django < 6.1 only:
@@ -30,7 +31,7 @@ setup(
         "redis": ["kombu[redis]>=5.7"],
         "postgres": ["psycopg[binary]>=3.1"],
         "spiders": ["crawler-user-agents>=1.0"],
-        "re2": ["google-re2>=1.1"],
+        "re2": [],  # kept so that django-trackable[re2] still installs; google-re2 is now required
         "test": [
             "celery>=5.7",
             "kombu[redis]>=5.7",
