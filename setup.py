@@ -43,11 +43,12 @@ setup(
             "pytest-timeout>=2.2",
             "hypothesis>=6.100",
             "selenium>=4.20",
+            "gunicorn>=21.2",
         ],
         "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
         "lint": ["ruff>=0.15", "mypy>=1.18", "django-stubs>=5.2", "celery-types>=0.23", "typing-extensions>=4.6"],
-        "bench": ["kombu[redis]>=5.7", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
+        "bench": ["kombu[redis]>=5.7", "psycopg[binary]>=3.1", "matplotlib>=3.7", "gunicorn>=21.2", "django-hitcount>=1.3.5"],
     },
     classifiers=[
         "Framework :: Django",

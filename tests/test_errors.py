@@ -26,6 +26,7 @@ UNREACHABLE = {"TRACKABLE_BROKER_URL": "amqp://guest:guest@127.0.0.1:9//", "TRAC
 
 @pytest.mark.no_broker
 @pytest.mark.django_db
+@pytest.mark.usefixtures("direct_publish")  # the journal (the default) keeps events through outages
 def test_broker_down_without_capture_names_the_setting():
     article = Article.objects.create(title="a")
     with override_settings(**UNREACHABLE), pytest.raises(TrackableConnectionError) as raised:
@@ -33,7 +34,7 @@ def test_broker_down_without_capture_names_the_setting():
     assert str(raised.value).startswith("Could not publish to the trackable broker: ")
     assert str(raised.value).endswith(
         " To log this and carry on while the broker is down, set TRACKABLE_CAPTURE_CONNECTION_ERRORS = True "
-        "(or TRACKABLE_SPOOL_DIR to keep the events and send them once it is back)."
+        "(or TRACKABLE_JOURNAL = True to keep the events on disk and send them once it is back)."
     )
 
 

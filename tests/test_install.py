@@ -44,6 +44,7 @@ def _kombu_style(tmp_path, setting):
 @pytest.mark.no_broker
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("setting", ["CELERY_BROKER_TRANSPORT_OPTIONS", "TRACKABLE_BROKER_TRANSPORT_OPTIONS"])
+@pytest.mark.usefixtures("direct_publish")  # one file per send, at the call
 def test_filesystem_broker_uses_kombus_folder_options(tmp_path, setting):
     folder, overrides = _kombu_style(tmp_path, setting)
     article = Article.objects.create(title="a")

@@ -29,6 +29,7 @@ def quorum_settings():
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("direct_publish")
 def test_quorum_queues_are_declared_and_folded_exactly(quorum_settings):
     articles = [Article.objects.create(title=f"q{i}") for i in range(2)]
     for article, n in zip(articles, (5, 2)):

@@ -1,4 +1,10 @@
-"""Send tracking messages from views (the public producer API) and fold them (process_messages)."""
+"""Send tracking messages from views (the public producer API).
+
+Sends append to the process's journal (trackable/journal.py), relayed to the broker by a background
+thread (trackable/relay.py); with ``TRACKABLE_JOURNAL = False`` they publish from the request
+(trackable/delivery.py). ``process_messages`` and ``FoldResult`` (the fold) stay importable from here,
+loaded on first use: a web process imports only what sending needs.
+"""
 from __future__ import annotations
 
 import logging
@@ -11,10 +17,8 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from trackable import buffer, messages
-from trackable.delivery import deliver
+from trackable import delivery, messages, relay
 from trackable.conf import settings
-from trackable.folding import FoldResult, process_messages
 from trackable.sites import site
 
 __all__ = [
@@ -29,6 +33,17 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trackable")
+
+_FOLD_NAMES = {"process_messages", "FoldResult"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the fold on first use of process_messages or FoldResult (PEP 562): senders never import it."""
+    if name in _FOLD_NAMES:
+        from trackable import folding
+
+        return getattr(folding, name)
+    raise AttributeError(f"module 'trackable.messaging' has no attribute {name!r}")
 
 
 class TrackableMessage(ABC):
@@ -76,18 +91,16 @@ class TrackableMessage(ABC):
         return grouped
 
     def send(self) -> bool:
-        """Publish the message; return False if it was filtered out or a connection error was captured."""
-        grouped = self.build()  # bad input raises here, before anything is published or filtered
+        """Journal the events (or publish them); return False if filtered out, refused or captured."""
+        grouped = self.build()  # bad input raises here, before anything is journaled or filtered
         if not self.should_send():
             return False
         grouped = self.screen(grouped)
         if not grouped:
             return False
-        if settings.BUFFER_MAX_EVENTS > 0:
-            buffer.add(grouped)  # published later as one message per data model (trackable/buffer.py)
-            return True
-        delivered = [deliver(messages.build(events), data_label) for data_label, events in grouped.items()]
-        return all(delivered)
+        if settings.JOURNAL:
+            return relay.append([event for events in grouped.values() for event in events])
+        return delivery.deliver_grouped(grouped)
 
 
 class IncrementMessage(TrackableMessage):
