@@ -54,8 +54,10 @@ class _Buffer:
         with self.lock:
             entries = self.entries
             for events in grouped.values():
-                for data_label, parent_label, pk, field, amount, ts_ms in events:
-                    key = (data_label, parent_label, pk, field, ts_ms // 60_000)
+                for data_label, parent_label, pk, field, amount, ts_ms, *extras in events:
+                    # One visitor's events sum up; different visitors stay apart, each with its hash.
+                    visitor = extras[0].get("u") if extras else None
+                    key = (data_label, parent_label, pk, field, ts_ms // 60_000, visitor)
                     entry = entries.get(key)
                     if entry is None:
                         entries[key] = [amount, ts_ms]
@@ -109,11 +111,12 @@ class _Buffer:
 def publish_entries(entries: dict[tuple, list[int]]) -> int:
     """Publish aggregated entries as one message per data model (split when large); return the events sent."""
     grouped: dict[str, list[Event]] = {}
-    for (data_label, parent_label, pk, field, _), (amount, ts_ms) in entries.items():
+    for (data_label, parent_label, pk, field, _, visitor), (amount, ts_ms) in entries.items():
         events = grouped.setdefault(data_label, [])
+        extras = ({"u": visitor},) if visitor else ()
         while amount:  # a sum beyond one event's limit travels as several events
             part = max(-messages.MAX_AMOUNT, min(messages.MAX_AMOUNT, amount))
-            events.append((data_label, parent_label, pk, field, part, ts_ms))
+            events.append((data_label, parent_label, pk, field, part, ts_ms, *extras))
             amount -= part
     sent = 0
     for data_label, events in grouped.items():
