@@ -39,7 +39,9 @@ __all__ = ["IDENTITIES", "ROTATIONS", "visitor_hash", "load_salts", "reset", "cl
 logger = logging.getLogger("trackable")
 
 IDENTITIES = ("request", "session", "user")
-ROTATIONS = ("hour", "day", "week", "month")
+ROTATIONS = ("hour", "day", "week", "month", "never")
+# "never": one salt for good (kept until deleted by hand): hashes stay linkable, i.e. pseudonymous data.
+_FOREVER = (datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
 HASH_BYTES = 8  # 16 hex digits: collisions stay below one in a million at ten million visitors a period
 _PERSON = b"trackable-uv"
 
@@ -144,6 +146,8 @@ def _load_quietly() -> None:
 def _periods(now: float) -> list[tuple[datetime, datetime]]:
     """Return the (start, end) of the current and the next salt period, aware UTC."""
     rotation, zone = settings.VISITOR_SALT_ROTATION, settings.time_zone
+    if rotation == "never":
+        return [_FOREVER]
     start = bucket_start(datetime.fromtimestamp(now, tz=timezone.utc), rotation, zone)
     end = next_bucket_start(start, rotation, zone)
     return [(start, end), (end, next_bucket_start(end, rotation, zone))]
