@@ -28,7 +28,9 @@ setup(
         "postgres": ["psycopg[binary]>=3.1"],
         "spiders": ["crawler-user-agents>=1.0"],
         "re2": ["google-re2>=1.1"],
+        "uniques": ["datasketches>=5.0"],
         "test": [
+            "datasketches>=5.0",
             "celery>=5.3",
             "django-celery-beat>=2.5",
             "redis>=4.5",
@@ -43,7 +45,7 @@ setup(
         ],
         "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
-        "bench": ["redis>=4.5", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
+        "bench": ["datasketches>=5.0", "redis>=4.5", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
     },
     classifiers=[
         "Framework :: Django",

@@ -2,7 +2,9 @@
 
 Ids: trackable.E001 broker URL unusable · E002 no folder for filesystem:// · E003 unknown time zone ·
 E004 a setting has the wrong type · E005 database without an upsert · W001 deprecated setting name ·
-E006 bad spider_fields on a data model · E007 bad spider pattern setting · W002 spider dataset missing.
+E006 bad spider_fields on a data model · E007 bad spider pattern setting · W002 spider dataset missing ·
+E020 a TRACKABLE_VISITOR_* setting is not one of its choices · E021 a UniqueVisitors field is misdeclared ·
+E022 UniqueVisitors fields without the datasketches package.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from django.db import connections, router
 
 from trackable.conf import DEPRECATED_NAMES, PREFIX, settings
 
-__all__ = ["check_settings", "check_registry", "check_spiders"]
+__all__ = ["check_settings", "check_registry", "check_spiders", "check_uniques"]
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "COLLECTION_PERIOD": (int, float),
@@ -269,3 +271,59 @@ def _check_retention() -> list[checks.CheckMessage]:
     except ImproperlyConfigured as err:
         return [checks.Error(str(err), hint="See the TRACKABLE_RETENTION setting in the docs.", id="trackable.E010")]
     return []
+
+
+# -- unique visitors ----------------------------------------------------------------------------------
+
+
+def check_uniques(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check the TRACKABLE_VISITOR_* settings and every UniqueVisitors field of the installed models."""
+    from django.apps import apps
+
+    from trackable.fields import unique_fields
+    from trackable.visitors import IDENTITIES, ROTATIONS
+
+    errors: list[checks.CheckMessage] = []
+    for name, choices in (("VISITOR_IDENTITY", IDENTITIES), ("VISITOR_SALT_ROTATION", ROTATIONS)):
+        value = getattr(settings, name)
+        if value not in choices:
+            errors.append(
+                checks.Error(
+                    f"{PREFIX}{name} is {value!r}; it must be one of {', '.join(map(repr, choices))}.",
+                    hint=f"Fix {PREFIX}{name} in your settings or remove it to use the default.",
+                    id="trackable.E020",
+                )
+            )
+    declared = [(m, f) for m in apps.get_models() for f in unique_fields(m)]
+    for model, field in declared:
+        errors.extend(_check_unique_field(model, field))
+    if declared:
+        try:
+            import datasketches  # noqa: F401
+        except ImportError:
+            errors.append(
+                checks.Error(
+                    f"{declared[0][0]._meta.label}.{declared[0][1].name} is a UniqueVisitors field, but the datasketches "
+                    "package is not installed, so no fold can merge its sketches.",
+                    hint="pip install 'django-trackable[uniques]'.",
+                    id="trackable.E022",
+                )
+            )
+    return errors
+
+
+def _check_unique_field(model: Any, field: Any) -> list[checks.CheckMessage]:
+    from trackable.models import TrackableTimeSeriesData, counter_fields
+
+    where = f"{model._meta.label}.{field.name}"
+    problems = []
+    if not issubclass(model, TrackableTimeSeriesData):
+        problems.append(("is a UniqueVisitors field on a data model without buckets",
+                         "Declare it on a subclass of trackable.TrackableTimeSeriesData."))
+    unknown = [name for name in field.of or () if name not in counter_fields(model)]
+    if unknown:
+        problems.append((f"counts the visitors of {', '.join(map(repr, unknown))}, which are not counter fields of {model.__name__}",
+                         f"Name counter fields of {model.__name__} in of=, or leave it out to count every event's visitor."))
+    if isinstance(field.lg_k, bool) or not isinstance(field.lg_k, int) or not 4 <= field.lg_k <= 21:
+        problems.append((f"has lg_k={field.lg_k!r}, outside 4–21", "Leave lg_k out (12) or choose an integer from 4 to 21."))
+    return [checks.Error(f"{where} {text}.", hint=hint, obj=model, id="trackable.E021") for text, hint in problems]
