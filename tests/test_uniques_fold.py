@@ -26,7 +26,7 @@ NOON = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 TS = int(NOON.timestamp() * 1000)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def salts(monkeypatch):
     monkeypatch.setattr(visitors, "clock", lambda: NOON.timestamp())
     visitors.reset()
@@ -116,7 +116,7 @@ def database_text() -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_ip_or_session_key_in_the_database_the_queue_or_the_logs(monkeypatch, caplog):
+def test_no_ip_or_session_key_in_the_database_the_queue_or_the_logs(monkeypatch, caplog, salts):
     caplog.set_level(logging.DEBUG)
     bodies: list[bytes] = []
     real_deliver = delivery.deliver
