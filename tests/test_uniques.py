@@ -257,3 +257,9 @@ def test_a_counter_name_is_not_a_unique_field():
     with pytest.raises(uniques.QueryError) as err:
         uniques.uniques(page, "views")
     assert str(err.value) == "'views' is not a UniqueVisitors field of Page's data models; those are: sharers, visitors."
+
+
+def test_a_fold_deletes_the_salts_of_ended_periods(clock):
+    clock.at = NOON + timedelta(days=1)  # no web process loads salts on day 11: the fold deletes day 10's
+    fold(PageData)
+    assert [s.period_start.day for s in VisitorSalt.objects.all()] == [11]

@@ -120,6 +120,10 @@ def process_messages(
         if connection is None:
             conn.release()
     prune_ledger()
+    if any(unique_fields(dm) for dm in chosen):
+        from trackable.visitors import rotate_salts
+
+        rotate_salts()  # a salt is deleted when its period ends, even where no web process loads salts
     result.seconds = time.monotonic() - started
     from trackable.status import record_fold_run  # trackable_status reads the last runs
 
