@@ -1,11 +1,12 @@
 """Distinct-count sketches of UniqueVisitors fields: build, union, estimate, and merge into rows.
 
-The sketch is Apache DataSketches' HLL (``pip install django-trackable[uniques]``), HLL_4 registers,
+The sketch is Apache DataSketches' HLL (``pip install django-trackable[uniques]``), HLL_6 registers,
 ``lg_k`` 12 by default: about ±2.6 % relative error at 95 % confidence (2 standard deviations) for one
 sketch, ±3.2 % for a union of several (DataSketches' own bound, ``hll_sketch.get_rel_err``), exact
-for small counts. Every estimate this app gives uses the union's (composite) estimator, so it
+for small counts. HLL_6 rather than the smaller HLL_4: a year of dense daily sketches unions about
+nine times faster (HLL_4 keeps an exceptions table that every deserialization rebuilds). Every estimate this app gives uses the union's (composite) estimator, so it
 depends only on the sketch's contents, not on how many batches built it: ±3.2 % is the bound to quote. A row's sketch is its compact serialization: a few bytes per visitor while there are
-few, at most ``2**lg_k / 2 + 40`` bytes (2 088 at lg_k 12).
+few, at most ``2**lg_k * 3 / 4 + 40`` bytes (3 113 at lg_k 12).
 
 Folding merges a batch's visitors into the rows *after* the counter upsert of the same transaction:
 that upsert created every row and holds its lock (PostgreSQL, MySQL; SQLite writes one transaction at
@@ -54,7 +55,7 @@ def require() -> Any:
 def new_sketch(hashes: Iterable[str], lg_k: int = DEFAULT_LG_K) -> Any:
     """Return an HLL sketch of `hashes` (visitor hashes)."""
     ds = require()
-    sketch = ds.hll_sketch(lg_k, ds.tgt_hll_type.HLL_4)
+    sketch = ds.hll_sketch(lg_k, ds.tgt_hll_type.HLL_6)
     for value in hashes:
         sketch.update(value)
     return sketch
@@ -70,7 +71,7 @@ def union(sketches: Iterable[Any], lg_k: int = DEFAULT_LG_K) -> Any:
         if isinstance(sketch, (bytes, bytearray, memoryview)):
             sketch = ds.hll_sketch.deserialize(bytes(sketch))
         merged.update(sketch)
-    return merged.get_result(ds.tgt_hll_type.HLL_4)
+    return merged.get_result(ds.tgt_hll_type.HLL_6)
 
 
 def estimate(sketch: Any) -> Estimate:
@@ -87,7 +88,7 @@ def estimate(sketch: Any) -> Estimate:
     merged = ds.hll_union(sketch.lg_config_k)
     merged.update(sketch)
     merged.update(sketch)
-    sketch = merged.get_result(ds.tgt_hll_type.HLL_4)
+    sketch = merged.get_result(ds.tgt_hll_type.HLL_6)
     return Estimate(
         round(sketch.get_estimate()),
         round(sketch.get_lower_bound(CONFIDENCE_STDDEVS)),

@@ -52,12 +52,12 @@ stats = {"no_salt": 0}
 
 
 class _Salts:
-    """This process's keys: {period start (epoch s): (period end, key)}, and the current one."""
+    """This process's keyed hashes: {period start (epoch s): (period end, keyed BLAKE2b)}, and the current one."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.periods: dict[float, tuple[float, bytes]] = {}
-        self.current: tuple[float, float, bytes] | None = None
+        self.periods: dict[float, tuple[float, Any]] = {}
+        self.current: tuple[float, float, Any] | None = None
         self.loading = False
 
 
@@ -78,11 +78,13 @@ def visitor_hash(request: HttpRequest | None, visitor: Any = None) -> str | None
         material = _identity(request)
     else:
         return None
-    key = _current_key(clock())
-    if key is None:
+    keyed = _current_key(clock())
+    if keyed is None:
         stats["no_salt"] += 1
         return None
-    return hashlib.blake2b(material, digest_size=HASH_BYTES, key=key, person=_PERSON).hexdigest()
+    digest = keyed.copy()  # a copy of the keyed state costs less than keying a new hash
+    digest.update(material)
+    return digest.hexdigest()
 
 
 def _is_spider(request: HttpRequest) -> bool:
@@ -109,7 +111,7 @@ def _identity(request: HttpRequest) -> bytes:
     return b"r\0" + meta.get("REMOTE_ADDR", "").encode() + b"\0" + agent.encode("utf-8", "replace")
 
 
-def _current_key(now: float) -> bytes | None:
+def _current_key(now: float) -> Any:
     current = _salts.current
     if current is not None and current[0] <= now < current[1]:
         return current[2]
@@ -172,14 +174,16 @@ def load_salts(now: float | None = None) -> int:
     # Whoever created a period's row first wins: every process reads the same salt back.
     rows = VisitorSalt.objects.using(db).filter(period_start__in=[s for s, _ in periods])
     secret = django_settings.SECRET_KEY.encode()
-    loaded = {
-        row.period_start.timestamp(): (row.period_end.timestamp(), hmac.digest(secret, bytes(row.salt), "sha256"))
-        for row in rows
-    }
+    loaded = {row.period_start.timestamp(): (row.period_end.timestamp(), _keyed(secret, bytes(row.salt))) for row in rows}
     with _salts.lock:
         _salts.periods = loaded
         _salts.current = None
     return len(loaded)
+
+
+def _keyed(secret: bytes, salt: bytes) -> Any:
+    key = hmac.digest(secret, salt, "sha256")
+    return hashlib.blake2b(digest_size=HASH_BYTES, key=key, person=_PERSON)
 
 
 def rotate_salts(now: float | None = None) -> int:
