@@ -142,3 +142,28 @@ def test_the_field_deconstructs_for_migrations():
     field = PageData._meta.get_field("sharers")
     name, path, args, kwargs = field.deconstruct()
     assert (path, kwargs) == ("trackable.fields.UniqueVisitors", {"of": ["shares"]})
+
+
+# -- dashboard and admin charts -----------------------------------------------------------------------
+
+
+def test_the_dashboard_shows_uniques_next_to_counts(page):
+    from trackable.dashboard import build_sections
+
+    [section] = [s for s in build_sections(DAY, DAY + timedelta(days=2)) if s.data_model == "page data"]
+    by_field = {c.field: c for c in section.counters}
+    assert (by_field["views"].total, by_field["visitors"].total) == (70, 60)
+    assert by_field["visitors"].label == "visitors (unique, ±3.2%)"
+    assert by_field["visitors"].top == [(str(page), None, 60)]
+
+
+def test_admin_charts_chart_uniques_per_day():
+    from trackable.buckets import bucket_start
+    from trackable.charts import chart_of
+
+    page = Page.objects.create(path="/now")
+    today = bucket_start(dj_timezone.now(), "day")
+    store(page, today, hashes(0, 7), views=11)
+    html = chart_of(page, "visitors", days=2)
+    assert "Visitors of Page object" in html and "<td>7</td>" in html
+    assert "<td>11</td>" in chart_of(page, "views", days=2)
