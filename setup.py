@@ -21,13 +21,14 @@ setup(
     install_requires=[
         "Django>=4.2,<6.0",
         "kombu>=5.3",
+        "google-re2>=1.1",  # spider patterns: linear-time matching, no pattern can stall a request
     ],
     extras_require={
         "celery": ["celery>=5.3", "django-celery-beat>=2.5"],
         "redis": ["redis>=4.5"],
         "postgres": ["psycopg[binary]>=3.1"],
         "spiders": ["crawler-user-agents>=1.0"],
-        "re2": ["google-re2>=1.1"],
+        "re2": [],  # kept so that django-trackable[re2] still installs; google-re2 is now required
         "uniques": ["datasketches>=5.0"],
         "test": [
             "datasketches>=5.0",

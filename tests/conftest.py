@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from trackable import outage, transport
+from trackable import outage, replay, transport
 from trackable.sites import site
 
 
@@ -33,10 +33,12 @@ def _purge_all() -> None:
 def clean_queues(request):
     """Start every test that touches the broker with empty queues (fails loudly if it is unreachable)."""
     if "no_broker" in request.keywords:
+        replay.guard.reset()
         yield
         return
     _purge_all()
     outage.reset()
+    replay.guard.reset()
     yield
     transport.reset()
     outage.reset()

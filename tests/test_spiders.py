@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import override_settings
 from django.test.client import RequestFactory
@@ -22,7 +23,7 @@ from tests.testapp.models import (
     PlayerVisitData,
 )
 from trackable import spiders
-from trackable.checks import check_spiders
+from trackable.checks import check_settings, check_spiders
 from trackable.conf import settings
 from trackable.exceptions import ImproperlyConfigured, TrackableDeprecationWarning
 from trackable.messaging import process_messages, send_increment_message
@@ -154,7 +155,9 @@ def test_an_invalid_pattern_is_logged_and_ignored(engine, caplog):
         matcher = spiders.SpiderMatcher([], ["(unclosed", "zorglub"], engine=engine)
     assert matcher.rejected == ["(unclosed"]
     assert matcher(ZORGLUB) is True
-    assert f"Spider pattern '(unclosed' is not a valid regular expression for {engine}; ignored." in caplog.messages
+    [message] = [m for m in caplog.messages if m.startswith("Spider pattern '(unclosed'")]
+    assert message.startswith(f"Spider pattern '(unclosed' is not usable with {engine} (")
+    assert message.endswith("); ignored, the others still apply.")
 
 
 @pytest.mark.no_broker
@@ -338,6 +341,80 @@ def test_a_spider_row_added_in_the_admin_filters_the_next_request(admin_client, 
     assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(5, 1)]
 
 
+@pytest.mark.django_db
+@pytest.mark.no_broker
+@pytest.mark.parametrize(
+    "pattern, construct",
+    [("(?i)zorglub", "(?i)"), ("(?x)zorg lub", "(?x)"), ("(?P<name>zorglub)", "(?P<"), ("(?<name>zorglub)", "(?<"),
+     ("(zorg)\\1", "\\1")],
+)
+def test_patterns_that_would_break_the_joined_matcher_are_refused_at_save(admin_client, pattern, construct):
+    response = admin_client.post("/admin/trackable/spider/add/", {"pattern": pattern, "description": "", "is_active": "on"})
+    assert response.status_code == 200
+    assert "would break the matcher all patterns are joined into" in response.content.decode()
+    assert not Spider.objects.filter(pattern=pattern).exists()
+    with pytest.raises(ValidationError) as caught:
+        Spider(pattern=pattern).full_clean()
+    assert caught.value.message_dict["pattern"] == [
+        f"{pattern!r} holds {construct!r}, which would break the matcher all patterns are joined into: use plain (...) "
+        "or (?:...) groups, no backreferences, and scoped flags such as (?i:...) (Spider rows are already matched "
+        "case-insensitively)."
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.no_broker
+def test_a_catastrophic_pattern_cannot_stall_a_request():
+    Spider(pattern="(a+)+$").full_clean()  # RE2 runs it in linear time
+    Spider.objects.create(pattern="(a+)+$")
+    spiders.refresh()
+    started = time.perf_counter()
+    assert spiders.is_spider("a" * 40 + "!") is False
+    assert spiders.is_spider("a" * 4000) is True
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.no_broker
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rows_that_break_the_joined_expression_are_isolated(engine, caplog):
+    rows = ["(?i)zorglub", "(?P<n>foo)", "(?P<n>bar)", "(?x)a b", "(unclosed", "bazbot"]
+    with caplog.at_level(logging.WARNING, logger="trackable"):
+        matcher = spiders.SpiderMatcher([], rows, engine=engine)
+    assert matcher("Mozilla/5.0 BazBot/1.0") is True  # the good row still applies
+    assert matcher("Mozilla/5.0 foo") is False
+    assert sorted(matcher.rejected) == sorted(["(?i)zorglub", "(?P<n>foo)", "(?P<n>bar)", "(?x)a b", "(unclosed"])
+
+
+@pytest.mark.django_db
+@pytest.mark.no_broker
+@override_settings(TRACKABLE_SPIDER_REFRESH_INTERVAL=0)
+def test_bad_rows_written_past_validation_never_disable_the_others(django_capture_on_commit_callbacks):
+    spiders.refresh()
+    Spider.objects.bulk_create([Spider(pattern="(?P<n>zorglub)"), Spider(pattern="(?P<n>x)")])  # no clean()
+    with django_capture_on_commit_callbacks(execute=True):
+        Spider.objects.create(pattern="bazbot")
+    assert spiders.is_spider("BazBot/1.0") is True
+    assert spiders.is_spider("Googlebot/2.1") is True
+    assert set(spiders.get_matcher().rejected) >= {"(?P<n>zorglub)", "(?P<n>x)"}
+
+
+@pytest.mark.django_db
+@pytest.mark.no_broker
+def test_a_failed_reload_after_an_admin_save_is_logged_not_raised(admin_client, monkeypatch, caplog, django_capture_on_commit_callbacks):
+    spiders.refresh()
+    before = spiders.get_matcher()
+
+    def broken(rows, engine=None):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(spiders, "build_matcher", broken)
+    with caplog.at_level(logging.ERROR, logger="trackable"), django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post("/admin/trackable/spider/add/", {"pattern": "zorglub/", "description": "", "is_active": "on"})
+    assert response.status_code == 302
+    assert "Could not reload the trackable Spider patterns after a change; keeping the previous ones." in caplog.messages
+    assert spiders.get_matcher() is before
+
+
 # --- Checks ------------------------------------------------------------------------------------
 
 
@@ -364,8 +441,10 @@ def test_check_warns_when_the_dataset_is_missing(monkeypatch):
 @pytest.mark.no_broker
 @override_settings(TRACKABLE_HUMAN_USER_AGENTS=["(cubot"], TRACKABLE_SPIDER_REFRESH_INTERVAL=-1)
 def test_check_reports_bad_patterns_and_interval():
-    assert [(e.id, e.msg) for e in check_spiders()] == [
+    assert [(e.id, e.msg) for e in check_settings()] == [
         ("trackable.E004", "TRACKABLE_SPIDER_REFRESH_INTERVAL is -1; it must be a number of seconds (0: never)."),
+    ]
+    assert [(e.id, e.msg) for e in check_spiders()] == [
         (
             "trackable.E007",
             "TRACKABLE_HUMAN_USER_AGENTS: '(cubot' is not a regular expression re2 accepts: missing ): (cubot. "

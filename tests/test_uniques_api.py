@@ -14,7 +14,7 @@ from django.utils import timezone as dj_timezone
 import trackable
 from tests.testapp.models import Page, PageData
 from trackable import retention, sketches, uniques
-from trackable.checks import _check_unique_field, check_uniques
+from trackable.checks import _check_unique_field, check_setting_values, check_uniques
 from trackable.retention import parse_policies, trim
 
 pytestmark = [pytest.mark.django_db, pytest.mark.no_broker]
@@ -110,7 +110,8 @@ def test_the_last_30_days_recipe(page):
 
 @override_settings(TRACKABLE_VISITOR_IDENTITY="ip", TRACKABLE_VISITOR_SALT_ROTATION=86400)
 def test_bad_visitor_settings_are_reported():
-    errors = [e for e in check_uniques() if e.id == "trackable.E020"]
+    errors = [e for e in check_setting_values() if "VISITOR" in e.msg]
+    assert {e.id for e in errors} == {"trackable.E021"}
     assert [e.msg for e in errors] == [
         "TRACKABLE_VISITOR_IDENTITY is 'ip'; it must be one of 'request', 'session', 'user'.",
         "TRACKABLE_VISITOR_SALT_ROTATION is 86400; it must be one of 'hour', 'day', 'week', 'month', 'never'.",
@@ -128,9 +129,9 @@ def test_misdeclared_unique_fields_are_reported():
 
     errors = _check_unique_field(AllTime, AllTime._meta.get_field("people"))
     assert [(e.id, e.msg) for e in errors] == [
-        ("trackable.E021", "testapp.AllTime.people is a UniqueVisitors field on a data model without buckets."),
-        ("trackable.E021", "testapp.AllTime.people counts the visitors of 'clicks', which are not counter fields of AllTime."),
-        ("trackable.E021", "testapp.AllTime.people has lg_k=30, outside 4–21."),
+        ("trackable.E030", "testapp.AllTime.people is a UniqueVisitors field on a data model without buckets."),
+        ("trackable.E030", "testapp.AllTime.people counts the visitors of 'clicks', which are not counter fields of AllTime."),
+        ("trackable.E030", "testapp.AllTime.people has lg_k=30, outside 4–21."),
     ]
 
 

@@ -423,3 +423,124 @@ def test_registered_data_model_admin_page_lists_rows_by_bucket(client, article, 
     finally:
         unregister_data_model_admin(ArticleTrackableData)
         reload_urls()
+
+
+# -- token lifetime and replays ------------------------------------------------------------------------
+
+
+def test_a_token_expires_after_thirty_days_by_default(client, article):
+    with mock.patch("time.time", return_value=time.time() - 31 * 86400):
+        old = links.beacon_url(article, "click_throughs")
+    with mock.patch("time.time", return_value=time.time() - 29 * 86400):
+        recent = links.beacon_url(article, "click_throughs")
+    response = client.post(old)
+    assert (response.status_code, response.json()["error"]) == (400, "This tracking link has expired; reload the page that showed it.")
+    assert client.post(recent).status_code == 202
+    assert clicks(article) == 1
+
+
+def test_one_client_replaying_a_token_counts_only_up_to_the_limit(client, article):
+    url = links.beacon_url(article, "click_throughs")
+    statuses = [client.post(url, REMOTE_ADDR="203.0.113.9", HTTP_ORIGIN="https://evil.example").status_code for _ in range(1000)]
+    assert statuses.count(202) == 10
+    assert statuses.count(429) == 990
+    refused = client.post(url, REMOTE_ADDR="203.0.113.9")
+    assert refused.json() == {
+        "counted": False,
+        "error": "This link was already counted as often as one client may count it; it counts again later.",
+    }
+    assert client.post(url, REMOTE_ADDR="203.0.113.10").status_code == 202  # another client
+    go = links.track_url(article, "click_throughs")
+    redirects = [client.post(go, REMOTE_ADDR="203.0.113.9") for _ in range(12)]
+    assert {(r.status_code, r["Location"]) for r in redirects} == {(303, f"/articles/{article.pk}/")}
+    assert clicks(article) == 10 + 1 + 10
+
+
+@override_settings(TRACKABLE_LINK_REPLAY_LIMIT=2, TRACKABLE_LINK_REPLAY_WINDOW=60)
+def test_the_replay_window_ends_and_the_lru_stays_bounded(article):
+    from trackable.replay import ReplayGuard
+
+    now = [0.0]
+    guard = ReplayGuard(max_entries=3, clock=lambda: now[0])
+    request = mock.Mock(META={"REMOTE_ADDR": "198.51.100.1", "HTTP_USER_AGENT": "x"})
+    assert [guard.allow("t", request) for _ in range(3)] == [True, True, False]
+    now[0] = 60.0
+    assert guard.allow("t", request) is True  # a new window
+    for i in range(10):
+        guard.allow(f"other{i}", request)
+    assert len(guard._seen) == 3
+    assert guard.refused == 1
+
+
+# -- hostile API and dashboard arguments -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ("start=2026-02-30", "start='2026-02-30' is not a valid date or time (day is out of range for month); give one like "
+         "2026-05-01 or 2026-05-01T12:00Z."),
+        ("start=2026-01-01T25:00", "start='2026-01-01T25:00' is not a valid date or time (hour must be in 0..23); give one "
+         "like 2026-05-01 or 2026-05-01T12:00Z."),
+        ("start=2026-01-01&end=9999-12-31", "end='9999-12-31' is outside the years 0002 to 9998 the API can count; give a "
+         "nearer date."),
+        ("start=0001-01-01T00:00%2B14:00", "start='0001-01-01T00:00+14:00' is outside the years 0002 to 9998 the API can "
+         "count; give a nearer date."),
+        ("start=2000-01-01&end=2026-01-01&granularity=hour", "This window holds about 227,928 hour buckets, more than the "
+         "100,000 a series may have; ask for a shorter window or a coarser ?granularity=."),
+    ],
+)
+def test_api_refuses_impossible_windows_with_400(client, article, staff, params, error):
+    client.force_login(staff)
+    response = client.get(series_url(article, field="reads") + "&" + params)
+    assert (response.status_code, response.json()) == (400, {"error": error})
+
+
+@pytest.mark.parametrize("n", ["²", "%C2%B2", "%D9%A3", "0", "1001", "99999999999999999999", "-1", "1e3"])
+def test_api_top_n_is_strict_ascii(client, staff, db, n):
+    client.force_login(staff)
+    response = client.get(reverse("trackable:api-top", args=["testapp.article"]) + f"?field=impressions&n={n}")
+    assert response.status_code == 400
+    assert response.json()["error"].endswith("is not a whole number from 1 to 1000; ask for e.g. ?n=10.")
+
+
+@pytest.mark.parametrize(
+    ("parent", "pk", "error"),
+    [
+        ("testapp.player", "%00", "'\\x00' is not a primary key of testapp.player: it holds a control character (NUL, newline, ...)."),
+        ("testapp.player", "a%0Ab", "'a\\nb' is not a primary key of testapp.player: it holds a control character (NUL, newline, ...)."),
+        ("testapp.player", "x" * 41, f"'{'x' * 41}' is not a primary key of testapp.player: it is longer than the 40 characters of its column."),
+        ("testapp.article", "%00", "'\\x00' is not a primary key of testapp.article."),
+        ("testapp.article", "a%22;filename=evil.html", "'a\";filename=evil.html' is not a primary key of testapp.article."),
+        ("testapp.article", str(2**70), f"'{2**70}' is not a primary key of testapp.article: it is outside the range -9223372036854775808..9223372036854775807 of its BigAutoField column."),
+    ],
+)
+def test_api_refuses_hostile_pks_with_400(client, staff, db, parent, pk, error):
+    client.force_login(staff)
+    for kind in ("series", "totals"):
+        url = reverse(f"trackable:api-{kind}", args=[parent, "PK"]).replace("PK", pk)
+        response = client.get(url + "?field=quests&fields=quests&format=csv")
+        assert (response.status_code, response.json()) == (400, {"error": error})
+
+
+def test_csv_cannot_inject_a_header_or_a_formula(client, staff, db):
+    client.force_login(staff)
+    for handle in ('a";filename=evil.html', "=HYPERLINK(1)", "+1", "-2", "@SUM(A1)", "\tx"):
+        player = Player.objects.create(handle=handle)
+        add_rows(PlayerTrackableData, player, {utc(2026, 5, 1): {"quests": 2}})
+    url = reverse("trackable:api-series", args=["testapp.player", "PK"]).replace("PK", "a%22;filename=evil.html")
+    response = client.get(url + "?field=quests&start=2026-05-01&end=2026-05-02&format=csv")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="testapp.player-a_filename_evil.html-quests.csv"'
+    top = reverse("trackable:api-top", args=["testapp.player"]) + "?field=quests&start=2026-05-01&end=2026-05-02&format=csv"
+    rows = client.get(top).content.decode().splitlines()[1:]
+    assert sorted(rows) == sorted(
+        ['"a"";filename=evil.html",2', "'=HYPERLINK(1),2", "'+1,2", "'-2,2", "'@SUM(A1),2", "'\tx,2"]
+    )
+
+
+@pytest.mark.parametrize("days", ["²", "%C2%B2", "0", "3661", "99999999999999999999"])
+def test_dashboard_days_is_strict_ascii(client, staff, days):
+    client.force_login(staff)
+    response = client.get(reverse("trackable:dashboard") + f"?days={days}")
+    assert (response.status_code, response.content) == (400, b"days must be a whole number of days from 1 to 3660.")

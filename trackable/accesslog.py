@@ -23,7 +23,8 @@ from django.utils.module_loading import import_string
 
 from trackable.conf import settings
 from trackable.exceptions import TrackableError
-from trackable.importing import ChunkWriter, ImportStats, KeyMaker, Progress
+from trackable.importing import ChunkWriter, ImportStats, KeyMaker, PrimaryKeyProblem, Problem, Progress, timestamp_problem
+from trackable.sources import BoundedCache
 
 __all__ = ["LineFilter", "LogImporter", "default_resolver", "get_resolver", "parse_time", "parse_status_spec", "LINE"]
 
@@ -34,7 +35,10 @@ STATIC_SUFFIXES = (
     ".css", ".js", ".mjs", ".map", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".svg", ".ico",
     ".woff", ".woff2", ".ttf", ".otf", ".eot", ".txt", ".xml",
 )
-CACHE_LIMIT = 200_000
+CACHE_LIMIT = 200_000  # entries of each cache; the path and user-agent caches are also bounded in bytes
+CACHE_BYTES = 32 << 20  # bytes of the keys of each of those caches
+NO_AGENT = b"-"  # what servers log when a request had no User-Agent header
+TRUNCATED = Problem("user agent cut off (the line ends inside a quoted field)")
 
 Resolver = Callable[[str, ResolverMatch], Any]
 
@@ -116,6 +120,11 @@ class LineFilter:
     include_static: bool = False
     is_spider: Callable[[str], bool] | None = None
 
+    @property
+    def filters_spiders(self) -> bool:
+        """Return whether spiders are left out."""
+        return self.is_spider is not None
+
 
 class LogImporter:
     """Stream log lines into a ChunkWriter, caching path resolutions and spider verdicts."""
@@ -127,13 +136,20 @@ class LogImporter:
         self.resolver = resolver or get_resolver()
         self.keys = KeyMaker()
         self.static = _static_prefixes()
-        self._paths: dict[bytes, Any] = {}
-        self._spiders: dict[bytes, bool] = {}
+        self._paths = BoundedCache(CACHE_LIMIT, CACHE_BYTES)
+        self._spiders = BoundedCache(CACHE_LIMIT, CACHE_BYTES)
         self._times: dict[bytes, int] = {}
+        self.without_agent = 0  # lines in the common format (no user-agent field) seen by the spider filter
 
     def run(self, lines: Iterator[bytes], progress: Progress) -> None:
         """Import every line; count broken ones; commit chunk by chunk."""
         self.writer.consume(lines, self._line, progress)
+        if self.without_agent:
+            self.stats.warnings.append(
+                f"{self.without_agent} lines have no user-agent field (a common-format log?). With spider filtering on, "
+                "a missing user agent is a spider's (TRACKABLE_EMPTY_USER_AGENT_IS_SPIDER), so they were not counted "
+                "as people: log in the combined format, or import such logs with --keep-spiders."
+            )
 
     def _line(self, line: bytes) -> Any:
         """Return the increment of a line, the reason it is left out, or None if it is broken."""
@@ -164,23 +180,33 @@ class LogImporter:
         ts_ms = minute + int(second) * 1000
         target = self._paths.get(parts[1])
         if target is None:
-            if len(self._paths) > CACHE_LIMIT:
-                self._paths.clear()
-            target = self._paths[parts[1]] = self._resolve(parts[1])
-        if type(target) is str:
+            target = self._paths.put(parts[1], self._resolve(parts[1]))
+        if isinstance(target, str):
             return target
-        if self.filter.is_spider is not None and self._spider(m[5]):
-            return "spider"
+        if self.filter.is_spider is not None:
+            verdict = self._agent_verdict(line, m)
+            if verdict is not None:
+                return verdict
+        problem = timestamp_problem(ts_ms)
+        if problem:
+            return problem
         dm, ct_id, object_id, field = target
         return dm, (ct_id, object_id, self.keys.bucket(dm, ts_ms)), field, 1
 
+    def _agent_verdict(self, line: bytes, m: Any) -> str | None:
+        """Return "spider", why the user agent cannot be judged, or None for a person."""
+        agent = m[5]
+        if agent is None:
+            if line[m.end() :].startswith(b' "'):  # a quoted field begins but never ends: the line was cut
+                return TRUNCATED
+            self.without_agent += 1
+        return "spider" if self._spider(agent) else None
+
     def _spider(self, agent: bytes | None) -> bool:
-        agent = agent or b""
+        agent = b"" if agent is None or agent == NO_AGENT else agent  # "-": the request had no header
         verdict = self._spiders.get(agent)
         if verdict is None:
-            if len(self._spiders) > CACHE_LIMIT:
-                self._spiders.clear()
-            verdict = self._spiders[agent] = bool(self.filter.is_spider(agent.decode("utf-8", "replace")))
+            verdict = self._spiders.put(agent, bool(self.filter.is_spider(agent.decode("utf-8", "replace"))))
         return verdict
 
     def _resolve(self, target: bytes) -> Any:
@@ -210,6 +236,8 @@ class LogImporter:
             ) from err
         try:
             return self.keys.target(model, pk, field)
+        except PrimaryKeyProblem as err:
+            return Problem(str(err))
         except ValueError as err:
             if isinstance(err, TrackableError):  # UnknownField, AmbiguousField: the resolver is wrong
                 raise ResolverError(f"The import resolver returned field {field!r} of {model.__name__} for {path}: {err}") from err

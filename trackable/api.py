@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import re
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone as dt_timezone
 from typing import Any
 
 from django.apps import apps
@@ -24,6 +25,7 @@ from django.views.decorators.http import require_GET
 
 from trackable import query, uniques
 from trackable.conf import settings
+from trackable.pks import pk_problem
 from trackable.sites import site
 
 __all__ = [
@@ -107,19 +109,46 @@ def _parent(label: str, raw_pk: str) -> models.Model:
     model = _parent_model(label)
     try:
         pk = model._meta.pk.to_python(raw_pk)
-    except ValidationError as err:
-        raise ApiError(f"{raw_pk!r} is not a primary key of {model._meta.label_lower}.") from err
+    except (ValidationError, ValueError, TypeError) as err:
+        raise ApiError(f"{raw_pk[:80]!r} is not a primary key of {model._meta.label_lower}.") from err
+    problem = pk_problem(model._meta.pk, pk)
+    if problem:
+        raise ApiError(f"{raw_pk[:80]!r} is not a primary key of {model._meta.label_lower}: it {problem}.")
     return model(pk=pk)  # the counts are keyed by pk: no need to load the object
 
 
+# The moments a window may start or end at: a year inside datetime's range on each side, so that no
+# bucket arithmetic or zone conversion can overflow.
+EARLIEST = datetime(2, 1, 1, tzinfo=dt_timezone.utc)
+LATEST = datetime(9998, 12, 31, tzinfo=dt_timezone.utc)
+# Seconds of one bucket, to bound how many points a series may have.
+BUCKET_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400, "year": 365 * 86400}
+MAX_POINTS = 100_000
+
+
 def _moment(raw: str, name: str, zone: Any) -> datetime:
-    parsed = parse_datetime(raw)
-    if parsed is None:
-        day = parse_date(raw)
-        if day is None:
-            raise ApiError(f"{name}={raw!r} is not an ISO 8601 date or datetime, e.g. 2026-05-01 or 2026-05-01T12:00Z.")
-        parsed = datetime.combine(day, time())
-    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=zone)
+    example = "e.g. 2026-05-01 or 2026-05-01T12:00Z"
+    try:
+        parsed = parse_datetime(raw)
+        if parsed is None:
+            day = parse_date(raw)
+            if day is None:
+                raise ApiError(f"{name}={raw[:80]!r} is not an ISO 8601 date or datetime, {example}.")
+            parsed = datetime.combine(day, time())
+        parsed = parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=zone)
+        in_range = EARLIEST <= parsed <= LATEST
+    except (ValueError, OverflowError) as err:  # 2026-02-30, 25:00, a zone pushing it past year 1 or 9999
+        raise ApiError(f"{name}={raw[:80]!r} is not a valid date or time ({err}); give one like {example[5:]}.") from err
+    if not in_range:
+        raise ApiError(f"{name}={raw[:80]!r} is outside the years 0002 to 9998 the API can count; give a nearer date.")
+    return parsed
+
+
+def whole_number(raw: str, name: str, low: int, high: int) -> int:
+    """Return `raw` as an int from `low` to `high` (ASCII digits only: no '²', no '٣'), or raise ApiError."""
+    if not re.fullmatch(r"[0-9]{1,9}", raw, re.ASCII) or not low <= int(raw) <= high:
+        raise ApiError(f"{name}={raw[:20]!r} is not a whole number from {low} to {high}; ask for e.g. ?{name}={low + 9}.")
+    return int(raw)
 
 
 def parse_window(request: HttpRequest, zone: Any) -> tuple[datetime, datetime]:
@@ -143,14 +172,32 @@ def _field(request: HttpRequest) -> str:
     return field
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """Return `value` safe for a spreadsheet: a string starting like a formula gets a leading apostrophe."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def _csv(name: str, header: list[str], rows: list[list[Any]]) -> HttpResponse:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([csv_cell(c) for c in header])
+    writer.writerows([csv_cell(c) for c in row] for row in rows)
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name, flags=re.ASCII)[:150]  # no quote, semicolon or newline
+    response["Content-Disposition"] = f'attachment; filename="{safe}.csv"'
     return response
+
+
+def _check_points(start: datetime, end: datetime, granularity: str) -> None:
+    points = (end - start).total_seconds() / BUCKET_SECONDS.get(granularity, 60)
+    if points > MAX_POINTS:
+        raise ApiError(
+            f"This window holds about {int(points):,} {granularity} buckets, more than the {MAX_POINTS:,} a series may "
+            "have; ask for a shorter window or a coarser ?granularity=."
+        )
 
 
 def _pk_json(pk: Any) -> Any:
@@ -165,7 +212,9 @@ def series_view(request: HttpRequest, parent: str, pk: str) -> HttpResponse:
     granularity = request.GET.get("granularity") or None
     tz = request.GET.get("tz") or None
     if uniques.is_unique_field(type(obj), field):
+        _check_points(start, end, granularity or uniques.unique_field(type(obj), field)[0].granularity)
         return _unique_series(request, obj, parent, pk, field, (start, end), granularity, zone)
+    _check_points(start, end, granularity or query.data_model_for(type(obj), field).granularity)
     points = query.series(obj, field, start, end, granularity=granularity, tz=tz)
     granularity = granularity or query.data_model_for(type(obj), field).granularity
     if request.GET.get("format") == "csv":
@@ -219,11 +268,9 @@ def top_view(request: HttpRequest, parent: str) -> HttpResponse:
     """Answer the top-N objects of a parent model by a field: ?field=&start=&end=&n=10&format=csv."""
     model, field, zone = _parent_model(parent), _field(request), _zone(request)
     start, end = parse_window(request, zone)
-    raw_n = request.GET.get("n", "10")
-    if not raw_n.isdigit():
-        raise ApiError(f"n={raw_n!r} is not a whole number; ask for e.g. ?n=10.")
+    n = whole_number(request.GET.get("n", "10"), "n", 1, 1000)
     if uniques.is_unique_field(model, field):
-        people = uniques.top_uniques(model, field, start, end, n=int(raw_n))
+        people = uniques.top_uniques(model, field, start, end, n=n)
         if request.GET.get("format") == "csv":
             return _csv(f"{parent}-top-{field}", ["pk", field, "lower", "upper"], [[e.object_id, *e.value] for e in people])
         top = [{"pk": _pk_json(e.object_id), "total": e.value.estimate, "lower": e.value.lower, "upper": e.value.upper} for e in people]
@@ -231,7 +278,7 @@ def top_view(request: HttpRequest, parent: str) -> HttpResponse:
             {"parent": parent.lower(), "field": field, "start": start.isoformat(), "end": end.isoformat(), "top": top,
              **_unique_notes(start, end)}
         )
-    ranked = query.top(model, field, start, end, n=int(raw_n))
+    ranked = query.top(model, field, start, end, n=n)
     if request.GET.get("format") == "csv":
         return _csv(f"{parent}-top-{field}", ["pk", field], [[e.object_id, e.total] for e in ranked])
     return JsonResponse(

@@ -1,56 +1,153 @@
 """System checks: misconfiguration is reported at startup, with the fix, not on the thousandth request.
 
 Ids: trackable.E001 broker URL unusable · E002 no folder for filesystem:// · E003 unknown time zone ·
-E004 a setting has the wrong type · E005 database without an upsert · W001 deprecated setting name ·
-E006 bad spider_fields on a data model · E007 bad spider pattern setting · W002 spider dataset missing ·
-E020 a TRACKABLE_VISITOR_* setting is not one of its choices · E021 a UniqueVisitors field is misdeclared ·
-E022 UniqueVisitors fields without the datasketches package.
+E004 a numeric setting is not a number in its range · E005 database without an upsert · W001 deprecated
+setting name · E006 bad spider_fields on a data model · E007 bad spider pattern setting · E008 google-re2 missing ·
+W002 spider dataset missing · E020 a flag setting is not True/False · E021 a setting has the wrong type · E022 a
+dotted path setting cannot be imported or is not callable. The type/range checks come from one table,
+SETTING_RULES: add a row for each new setting. E030 a UniqueVisitors field is misdeclared · E031
+UniqueVisitors fields without the datasketches package.
 """
 from __future__ import annotations
 
+import math
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
+from django.utils.module_loading import import_string
 
-from trackable.conf import DEPRECATED_NAMES, PREFIX, settings
+from trackable.conf import DEFAULTS, DEPRECATED_NAMES, PREFIX, settings
+from trackable.exceptions import TrackableDeprecationWarning
+from trackable.visitors import IDENTITIES, ROTATIONS
 
-__all__ = ["check_settings", "check_registry", "check_spiders", "check_uniques"]
+__all__ = ["check_settings", "check_registry", "check_spiders", "check_setting_values", "SETTING_RULES", "Rule", "check_uniques"]
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "COLLECTION_PERIOD": (int, float),
-    "BATCH_SIZE": (int,),
-    "CONNECT_TIMEOUT": (int, float),
-    "LEDGER_RETENTION": (int, float),
-    "MAX_MESSAGE_BYTES": (int,),
-    "BROKER_TRANSPORT_OPTIONS": (dict,),
-    "USER_AGENT_MAX_LENGTH": (int,),
-    "SPIDER_CACHE_SIZE": (int,),
-    "BUFFER_MAX_DELAY": (int, float),
+
+@dataclass(frozen=True)
+class Rule:
+    """What a setting must be: `accepts(value)` is true for good values; `requirement` says it in words."""
+
+    check_id: str
+    requirement: str
+    accepts: Callable[[Any], bool]
+
+
+def _is_number(value: Any, ints: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int if ints else (int, float)):
+        return False
+    return ints or math.isfinite(value)
+
+
+def number(requirement: str, *, ints: bool = False, low: float = 0, open_low: bool = False, high: float = math.inf,
+           optional: bool = False) -> Rule:
+    """A number from `low` (excluded if open_low) to `high`; None too if optional (E004)."""
+
+    def accepts(value: Any) -> bool:
+        if value is None:
+            return optional
+        return _is_number(value, ints) and (value > low if open_low else value >= low) and value <= high
+
+    return Rule("trackable.E004", requirement, accepts)
+
+
+def flag(optional: bool = False) -> Rule:
+    """True or False (E020); None too if optional."""
+    return Rule("trackable.E020", "True or False" + (" (or None)" if optional else ""),
+                lambda v: isinstance(v, bool) or (optional and v is None))
+
+
+def typed(requirement: str, accepts: Callable[[Any], bool]) -> Rule:
+    """Any other type (E021)."""
+    return Rule("trackable.E021", requirement, accepts)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _callable_path(value: Any) -> bool:
+    if callable(value):
+        return True
+    try:
+        return isinstance(value, str) and callable(import_string(value))
+    except ImportError:
+        return False
+
+
+# Setting (without the TRACKABLE_ prefix) → what it must be. Spool settings are left to their module.
+SETTING_RULES: dict[str, Rule] = {
+    "COLLECTION_PERIOD": number("a positive int or float", open_low=True),
+    "DISABLE_COLLECTION_TASK": flag(),
+    "BATCH_SIZE": number("a positive int", ints=True, low=1),
+    "BROKER_URL": typed("a broker URL string or None", lambda v: v is None or isinstance(v, str)),
+    "BROKER_TRANSPORT_OPTIONS": typed("a dict", lambda v: isinstance(v, dict)),
+    "QUEUE_DIR": typed("a folder (str or Path) or None", lambda v: v is None or isinstance(v, (str, os.PathLike))),
+    "QUEUE_PREFIX": typed("a non-empty string", lambda v: isinstance(v, str) and bool(v)),
+    "CONNECT_TIMEOUT": number("a positive int or float", open_low=True),
+    "PUBLISH_CONFIRMS": flag(),
+    "CAPTURE_CONNECTION_ERRORS": flag(),
+    "OUTAGE_MAIL_INTERVAL": number("a number of seconds (0: never mail)"),
+    "BUFFER_MAX_EVENTS": number("an int, 0 to send without a buffer", ints=True),
+    "BUFFER_MAX_DELAY": number("a positive int or float", open_low=True),
+    "REMOVE_MALFORMED_MESSAGES": flag(),
+    "MAX_MESSAGE_BYTES": number("a positive int", ints=True, low=1),
+    "LEDGER_RETENTION": number("a positive int or float", open_low=True),
+    "TIME_ZONE": typed("an IANA zone name or None", lambda v: v is None or isinstance(v, str)),
+    "USER_AGENT_FILTERING": flag(),
+    "EMPTY_USER_AGENT_IS_SPIDER": flag(),
+    "SPIDER_DATASET": flag(),
+    "SPIDER_DATASET_EXCLUDE": typed("a list of pattern strings or None", lambda v: v is None or _strings(v)),
+    "HUMAN_USER_AGENTS": typed("a list of pattern strings or None", lambda v: v is None or _strings(v)),
+    "SPIDER_REFRESH_INTERVAL": number("a number of seconds (0: never)"),
+    "USER_AGENT_MAX_LENGTH": number("a positive int", ints=True, low=1),
+    "SPIDER_CACHE_SIZE": number("a positive int", ints=True, low=1),
+    "AUTODISCOVER_MODULE": typed("a module name string", lambda v: isinstance(v, str) and bool(v)),
+    "REGISTER_ADMIN": flag(optional=True),
+    "IMPORT_URLS": typed('a dict of URL name → "app_label.Model.field"', lambda v: isinstance(v, dict)),
+    "IMPORT_CHUNK_LINES": number("a positive int", ints=True, low=1),
+    "API_PERMISSION": Rule("trackable.E022", "the dotted path of a callable(request) -> bool", _callable_path),
+    "LINK_MAX_AGE": number("a positive number of seconds or None (never expire)", open_low=True, optional=True),
+    "LINK_REPLAY_LIMIT": number("an int of 0 or more (0: no limit)", ints=True),
+    "LINK_REPLAY_WINDOW": number("a positive number of seconds", open_low=True),
+    "DEFAULT_WINDOW_DAYS": number("a whole number of days from 1 to 3660", ints=True, low=1, high=3660),
+    "VISITOR_IDENTITY": typed(f"one of {', '.join(map(repr, IDENTITIES))}", lambda v: v in IDENTITIES),
+    "VISITOR_SALT_ROTATION": typed(f"one of {', '.join(map(repr, ROTATIONS))}", lambda v: v in ROTATIONS),
 }
 
 
-def _bad_setting(name: str, value: Any, requirement: str) -> checks.Error:
-    """Return the E004 error for a setting whose value does not meet `requirement`."""
+def _bad_setting(name: str, value: Any, requirement: str, check_id: str = "trackable.E004") -> checks.Error:
+    """Return the error for a setting whose value does not meet `requirement`, with a hint naming the fix."""
+    default = DEFAULTS.get(name)
     return checks.Error(
         f"{PREFIX}{name} is {value!r}; it must be {requirement}.",
-        hint=f"Fix {PREFIX}{name} in your settings or remove it to use the default.",
-        id="trackable.E004",
+        hint=f"Set {PREFIX}{name} to {requirement} in your settings (e.g. {PREFIX}{name} = {default!r}, the default), "
+        "or remove it to use the default.",
+        id=check_id,
     )
+
+
+def check_setting_values() -> list[checks.CheckMessage]:
+    """Return one error per TRACKABLE_* setting of SETTING_RULES whose value breaks its rule."""
+    errors = []
+    for name, rule in SETTING_RULES.items():
+        with warnings.catch_warnings():  # a deprecated spelling is W001's to report
+            warnings.simplefilter("ignore", TrackableDeprecationWarning)
+            value = getattr(settings, name)
+        if not rule.accepts(value):
+            errors.append(_bad_setting(name, value, rule.requirement, rule.check_id))
+    return errors
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Check the TRACKABLE_* settings."""
-    errors: list[checks.CheckMessage] = []
-    for name, types in _TYPES.items():
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, types) or (not isinstance(value, dict) and value <= 0):
-            errors.append(_bad_setting(name, value, f"a positive {' or '.join(t.__name__ for t in types)}"))
-    max_events = settings.BUFFER_MAX_EVENTS
-    if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 0:
-        errors.append(_bad_setting("BUFFER_MAX_EVENTS", max_events, "an int, 0 to send without a buffer"))
+    errors: list[checks.CheckMessage] = check_setting_values()
     url = settings.broker_url
     if url.startswith("filesystem:"):
         if settings.queue_dir is None:
@@ -132,11 +229,20 @@ def check_spiders(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     from trackable.sites import site
 
     errors: list[checks.CheckMessage] = []
-    interval = settings.SPIDER_REFRESH_INTERVAL
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
-        errors.append(_bad_setting("SPIDER_REFRESH_INTERVAL", interval, "a number of seconds (0: never)"))
+    try:
+        import re2  # noqa: F401 - spider patterns are compiled with RE2 only
+    except ImportError:
+        errors.append(
+            checks.Error(
+                "google-re2 cannot be imported, and spider patterns are matched with RE2 only.",
+                hint="pip install google-re2 (a dependency of django-trackable; reinstall django-trackable).",
+                id="trackable.E008",
+            )
+        )
+        return errors
     for name in ("SPIDER_DATASET_EXCLUDE", "HUMAN_USER_AGENTS"):
-        for pattern in getattr(settings, name) or ():
+        patterns = getattr(settings, name)
+        for pattern in patterns if _strings(patterns) else ():  # another type is E021 of check_settings
             try:
                 spiders.check_pattern(pattern)
             except ValueError as err:
@@ -277,23 +383,12 @@ def _check_retention() -> list[checks.CheckMessage]:
 
 
 def check_uniques(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Check the TRACKABLE_VISITOR_* settings and every UniqueVisitors field of the installed models."""
+    """Check every UniqueVisitors field of the installed models (the TRACKABLE_VISITOR_* settings are in SETTING_RULES)."""
     from django.apps import apps
 
     from trackable.fields import unique_fields
-    from trackable.visitors import IDENTITIES, ROTATIONS
 
     errors: list[checks.CheckMessage] = []
-    for name, choices in (("VISITOR_IDENTITY", IDENTITIES), ("VISITOR_SALT_ROTATION", ROTATIONS)):
-        value = getattr(settings, name)
-        if value not in choices:
-            errors.append(
-                checks.Error(
-                    f"{PREFIX}{name} is {value!r}; it must be one of {', '.join(map(repr, choices))}.",
-                    hint=f"Fix {PREFIX}{name} in your settings or remove it to use the default.",
-                    id="trackable.E020",
-                )
-            )
     declared = [(m, f) for m in apps.get_models() for f in unique_fields(m)]
     for model, field in declared:
         errors.extend(_check_unique_field(model, field))
@@ -306,7 +401,7 @@ def check_uniques(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                     f"{declared[0][0]._meta.label}.{declared[0][1].name} is a UniqueVisitors field, but the datasketches "
                     "package is not installed, so no fold can merge its sketches.",
                     hint="pip install 'django-trackable[uniques]'.",
-                    id="trackable.E022",
+                    id="trackable.E031",
                 )
             )
     return errors
@@ -326,4 +421,4 @@ def _check_unique_field(model: Any, field: Any) -> list[checks.CheckMessage]:
                          f"Name counter fields of {model.__name__} in of=, or leave it out to count every event's visitor."))
     if isinstance(field.lg_k, bool) or not isinstance(field.lg_k, int) or not 4 <= field.lg_k <= 21:
         problems.append((f"has lg_k={field.lg_k!r}, outside 4–21", "Leave lg_k out (12) or choose an integer from 4 to 21."))
-    return [checks.Error(f"{where} {text}.", hint=hint, obj=model, id="trackable.E021") for text, hint in problems]
+    return [checks.Error(f"{where} {text}.", hint=hint, obj=model, id="trackable.E030") for text, hint in problems]

@@ -66,7 +66,10 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION": {},
     # Reading the numbers: JSON API permission, signed tracking links, default window of charts and API.
     "API_PERMISSION": "trackable.api.is_staff",  # dotted path to a callable(request) -> bool
-    "LINK_MAX_AGE": None,  # seconds a signed tracking link stays valid; None: no expiry
+    "LINK_MAX_AGE": 30 * 24 * 3600,  # seconds a signed tracking link stays valid; None: no expiry
+    # Replays of one token by one client: at most this many counts per window, per process; 0: no limit.
+    "LINK_REPLAY_LIMIT": 10,
+    "LINK_REPLAY_WINDOW": 3600,  # seconds
     "DEFAULT_WINDOW_DAYS": 30,  # days shown when a chart, the dashboard or the API is given no window
 }
 

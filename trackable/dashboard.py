@@ -1,6 +1,8 @@
 """The staff dashboard: totals and top objects of every tracked model for a chosen window."""
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +91,7 @@ def _unique_counter(parent: Any, dm: Any, f: Any, start: Any, end: Any, n: int) 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     """Show totals and the top 10 objects of every counter over the last ?days= days (staff only)."""
     raw = request.GET.get("days", str(settings.DEFAULT_WINDOW_DAYS))
-    if not raw.isdigit() or not 1 <= int(raw) <= 3660:
+    if not re.fullmatch(r"[0-9]{1,4}", raw, re.ASCII) or not 1 <= int(raw) <= 3660:  # isdigit() takes '²'
         return HttpResponseBadRequest("days must be a whole number of days from 1 to 3660.", content_type="text/plain")
     days = int(raw)
     start, end = query.last_buckets(days, DAY)

@@ -16,11 +16,14 @@ from django.apps import apps
 from django.db import models
 
 from trackable.exceptions import TrackableError
-from trackable.importing import ChunkWriter, ImportStats, KeyMaker, Progress
+from trackable.importing import (
+    ChunkWriter, ImportStats, KeyMaker, PrimaryKeyProblem, Problem, Progress, timestamp_problem,
+)
 
 __all__ = ["EventImporter", "HeaderError", "parse_timestamp"]
 
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+NUL = Problem("a NUL character in the record")
 
 
 class HeaderError(TrackableError, ValueError):
@@ -49,6 +52,7 @@ class EventImporter:
         self.model = model
         self.field = field
         self.keys = KeyMaker()
+        header = header.lstrip("\ufeff")  # a UTF-8 byte order mark (spreadsheets write one) is not a column name
         names = [n.strip().lower() for n in next(csv.reader([header]), [])]
         required = ["timestamp", "object"] + ([] if field else ["field"])
         for name in required:
@@ -71,6 +75,8 @@ class EventImporter:
         """Return the increment of a record, why it is left out, or None if it is broken."""
         if not line.strip():
             return "empty line"
+        if b"\0" in line:  # the database would refuse it in a pk; no field of a record needs one
+            return NUL
         try:
             row = next(csv.reader([line.decode("utf-8")]))
         except (UnicodeDecodeError, csv.Error, StopIteration):
@@ -82,7 +88,9 @@ class EventImporter:
         try:
             amount = int(raw_amount) if raw_amount else 1
             ts_ms = parse_timestamp(row[at["timestamp"]], self.keys.zone)
-        except (ValueError, OverflowError):
+        except OverflowError:  # e.g. year 1 in a zone east of UTC
+            return timestamp_problem(-(2**62))
+        except ValueError:
             return None
         if amount == 0:
             return "amount is zero"
@@ -92,6 +100,8 @@ class EventImporter:
         field = row[at["field"]].strip() if "field" in at else self.field
         try:
             return self.keys.increment(model, pk, field, ts_ms, amount)
+        except PrimaryKeyProblem as err:  # a value its column cannot hold: skipped with its line number
+            return Problem(str(err))
         except (ValueError, TrackableError):
             return None
 

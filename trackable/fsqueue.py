@@ -4,11 +4,17 @@ Kombu's own transport writes a message file under its final name, so a consumer 
 written (kombu issue 1551) and then fails on every poll. Here a producer writes a hidden temporary
 file and renames it into place, a consumer claims a file by renaming it (only one consumer wins),
 and a file that is not a valid envelope is moved to a `corrupt/` folder and counted, not raised.
+
+Only regular files are read: a file is opened with O_NOFOLLOW|O_NONBLOCK, checked with fstat and read
+with a size bound, so a symlink (to /dev/zero, or to a file outside the folder), a FIFO, a device or a
+folder named like a message never blocks the fold or exhausts its memory: it is set aside in `corrupt/`
+(the link itself, never its target), counted and logged once.
 """
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 import uuid
 
@@ -17,9 +23,67 @@ from queue import Empty
 from kombu.transport import filesystem
 from kombu.utils.json import dumps, loads
 
-__all__ = ["Channel", "Transport"]
+__all__ = ["Channel", "Transport", "NotAMessageFile", "read_message_file", "envelope_limit", "CORRUPT_FOLDER", "set_aside_count"]
 
 logger = logging.getLogger("trackable")
+
+CORRUPT_FOLDER = "corrupt"
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class NotAMessageFile(OSError):
+    """A queue entry that is not a regular file of a readable size (a link, a FIFO, a device, too big)."""
+
+
+def envelope_limit() -> int:
+    """Return the largest queue file read: room for a body of TRACKABLE_MAX_MESSAGE_BYTES escaped in JSON."""
+    from trackable.conf import settings
+
+    limit = settings.MAX_MESSAGE_BYTES
+    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 1024 * 1024
+    return 8 * limit + 65536  # base64 or JSON escapes grow a body; kombu's headers add a little
+
+
+def read_message_file(path: str, limit: int) -> bytes:
+    """Return the bytes of the regular file `path`, never following a link nor blocking on a FIFO.
+
+    Raise NotAMessageFile when it is not a regular file or is larger than `limit` bytes, and OSError
+    (e.g. FileNotFoundError) when it cannot be opened at all.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as err:
+        if os.path.islink(path):
+            raise NotAMessageFile(f"a symbolic link is never followed ({os.readlink(path)[:200]!r})") from err
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAMessageFile(f"not a regular file (mode {stat.filemode(info.st_mode)})")
+        if info.st_size > limit:
+            raise NotAMessageFile(f"{info.st_size} bytes, more than the {limit} bytes a queue file may hold")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # it grew after the fstat
+            raise NotAMessageFile(f"more than the {limit} bytes a queue file may hold")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def set_aside_count(folder: str | os.PathLike | None) -> int:
+    """Return how many entries were set aside in the `corrupt/` folder of the filesystem:// queue `folder`."""
+    if not folder:
+        return 0
+    try:
+        return sum(1 for _ in os.scandir(os.path.join(folder, CORRUPT_FOLDER)))
+    except OSError:
+        return 0
 
 
 class Channel(filesystem.Channel):
@@ -77,8 +141,10 @@ class Channel(filesystem.Channel):
             except OSError:
                 continue  # another consumer claimed it first
             try:
-                with open(claimed, "rb") as f:
-                    raw = f.read()
+                raw = read_message_file(claimed, envelope_limit())
+            except NotAMessageFile as err:
+                self._set_aside(claimed, name, err)
+                continue
             except OSError:
                 continue
             try:
@@ -93,11 +159,11 @@ class Channel(filesystem.Channel):
         raise Empty()
 
     def _set_aside(self, claimed: str, name: str, err: Exception) -> None:
-        corrupt = os.path.join(self.data_folder_in, "corrupt")
+        corrupt = os.path.join(self.data_folder_in, CORRUPT_FOLDER)
         os.makedirs(corrupt, exist_ok=True)
-        os.replace(claimed, os.path.join(corrupt, name))
+        os.replace(claimed, os.path.join(corrupt, name))  # moves a link itself, never its target
         type(self).corrupt_files += 1
-        logger.error("Corrupt queue file %s moved to %s: %s", name, corrupt, err)
+        logger.error("Queue file %s is not a message and was moved to %s: %s", name, corrupt, err)
 
     def _size(self, queue):
         suffix = f".{queue}.msg"

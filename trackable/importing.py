@@ -7,32 +7,36 @@ skips their lines, so it adds nothing twice (and an interrupted import resumes w
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from itertools import chain
 from typing import IO, Any
 
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import DataError, IntegrityError, connections, models, router, transaction
 from django.utils import timezone as dj_timezone
 
 from trackable.buckets import bucket_start, get_zone
 from trackable.conf import settings
 from trackable.exceptions import TrackableError
 from trackable.models import ImportedChunk, TrackableTimeSeriesData
+from trackable.pks import INTEGER_RANGES, pk_problem
 from trackable.sites import site
+from trackable.sources import OVERLONG, OVERLONG_REASON, open_source
 from trackable.upsert import upsert_increments
 
-__all__ = ["ImportStats", "ImportConflict", "KeyMaker", "ChunkWriter", "Progress", "open_source", "Increment"]
+__all__ = [
+    "ImportStats", "ImportConflict", "ImportWriteError", "KeyMaker", "ChunkWriter", "Progress", "Problem",
+    "open_source", "Increment", "timestamp_problem", "amount_problem",
+]
+
+# Timestamps an import accepts (Unix ms): no bucket or zone arithmetic can overflow between them.
+EARLIEST_MS = int(datetime(1900, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+LATEST_MS = int(datetime(9998, 12, 31, tzinfo=timezone.utc).timestamp() * 1000)
 
 # A moment past the end of a bucket and before the end of the next one, from the bucket's start.
 BUCKET_REACH = {
@@ -51,6 +55,29 @@ class ImportConflict(TrackableError):
     """Another import of the same source committed the same lines first."""
 
 
+class ImportWriteError(TrackableError):
+    """The database refused a chunk that passed every check of its lines."""
+
+
+class Problem(str):
+    """A reason to skip a line that points at bad data: the summary names the first such lines."""
+
+
+def timestamp_problem(ts_ms: int) -> Problem | None:
+    """Return why an event time cannot be counted (outside the years 1900–9998), or None."""
+    if EARLIEST_MS <= ts_ms <= LATEST_MS:
+        return None
+    return Problem("timestamp outside the years 1900 to 9998")
+
+
+def amount_problem(field: models.Field, amount: int) -> Problem | None:
+    """Return why `amount` cannot be added to the counter `field` (beyond its column's range), or None."""
+    high = INTEGER_RANGES.get(field.get_internal_type(), INTEGER_RANGES["BigIntegerField"])[1]
+    if -high <= amount <= high:  # a negative amount is a decrement, also for a positive field
+        return None
+    return Problem(f"amount outside the range of the {field.get_internal_type()} counter {field.name}")
+
+
 @dataclass
 class ImportStats:
     """What an import did: counts a user can check against the source."""
@@ -64,6 +91,8 @@ class ImportStats:
     broken: int = 0  # lines that could not be parsed
     skipped: Counter = field(default_factory=Counter)  # lines left out on purpose, by reason
     broken_examples: list[int] = field(default_factory=list)  # first few broken line numbers (1-based)
+    problem_lines: dict[str, list[int]] = field(default_factory=dict)  # reason -> first few line numbers (1-based)
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     dry_run: bool = False
 
@@ -79,6 +108,8 @@ class ImportStats:
             "broken": self.broken,
             "broken_lines": self.broken_examples,
             "skipped": dict(sorted(self.skipped.items())),
+            "skipped_lines": dict(sorted(self.problem_lines.items())),
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
             "dry_run": self.dry_run,
         }
@@ -93,10 +124,12 @@ class ImportStats:
         if self.already:
             out.append(f"Skipped {self.already} {unit} already imported by an earlier run.")
         for reason, n in sorted(self.skipped.items()):
-            out.append(f"Skipped {n} {unit}: {reason}.")
+            where = self.problem_lines.get(reason)
+            out.append(f"Skipped {n} {unit}: {reason}" + (f" (first at {', '.join(map(str, where))})." if where else "."))
         if self.broken:
             where = ", ".join(map(str, self.broken_examples))
             out.append(f"Could not parse {self.broken} {unit} (first at {where}).")
+        out.extend(f"Warning: {warning}" for warning in self.warnings)
         return out
 
     def add(self, other: ImportStats) -> None:
@@ -105,12 +138,27 @@ class ImportStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped.update(other.skipped)
         self.broken_examples.extend(other.broken_examples[: 5 - len(self.broken_examples)])
+        for reason, lines in other.problem_lines.items():
+            self.problem_lines.setdefault(reason, lines[:5])
+        self.warnings.extend(w for w in other.warnings if w not in self.warnings)
+
+    def skip(self, reason: str, lineno: int) -> None:
+        """Count a line left out (0-based number); a Problem also keeps the first few line numbers."""
+        self.skipped[reason] += 1
+        if type(reason) is Problem:
+            lines = self.problem_lines.setdefault(reason, [])
+            if len(lines) < 5:
+                lines.append(lineno + 1)
 
     def broke(self, lineno: int) -> None:
         """Count an unparsable line (0-based number)."""
         self.broken += 1
         if len(self.broken_examples) < 5:
             self.broken_examples.append(lineno + 1)
+
+
+class PrimaryKeyProblem(ValueError):
+    """A value that converts but that its column cannot hold; str(err) is the reason to skip the line."""
 
 
 class KeyMaker:
@@ -159,17 +207,21 @@ class KeyMaker:
         dm, ct_id, oid_field = self.route(model, field_name, data_model)
         try:
             object_id = oid_field.to_python(pk)
-        except ValidationError as err:
+        except (ValidationError, TypeError, OverflowError) as err:
             raise ValueError(f"{str(pk)[:80]!r} is not a primary key of {model.__name__}") from err
-        if object_id is None or object_id == "":
-            raise ValueError(f"{model.__name__} has no empty primary key")
+        problem = pk_problem(oid_field, object_id)  # checked before writing: the database would refuse the chunk
+        if problem:
+            raise PrimaryKeyProblem(f"primary key {problem}")
         return dm, ct_id, object_id, field_name
 
     def increment(
         self, model: type[models.Model], pk: Any, field_name: str, ts_ms: int, amount: int = 1, data_model: Any = None
     ) -> Increment:
-        """Return the increment; raise ValueError (bad pk) or a registry error (unknown field)."""
+        """Return the increment; raise ValueError (bad pk, amount or time) or a registry error (unknown field)."""
         dm, ct_id, object_id, _ = self.target(model, pk, field_name, data_model)
+        problem = timestamp_problem(ts_ms) or amount_problem(dm._meta.get_field(field_name), amount)
+        if problem:
+            raise PrimaryKeyProblem(problem)
         return dm, (ct_id, object_id, self.bucket(dm, ts_ms)), field_name, amount
 
 
@@ -226,11 +278,13 @@ class ChunkWriter:
             if self.is_done(lineno):
                 continue
             self.begin(lineno)
-            outcome = outcome_of(line)
+            outcome = Problem(OVERLONG_REASON) if line is OVERLONG else outcome_of(line)
             if outcome is None:
                 stats.broke(lineno)
             elif type(outcome) is str:
                 skipped[outcome] += 1
+            elif type(outcome) is Problem:
+                stats.skip(outcome, lineno)
             else:
                 self.add(outcome)
             if not lineno & 0x3FFF:
@@ -263,6 +317,11 @@ class ChunkWriter:
                     )
                 for dm in sorted(totals, key=lambda m: m._meta.label_lower):
                     self.stats.rows += upsert_increments(connections[self.db], dm, totals[dm])
+        except (DataError, OverflowError) as err:  # e.g. a sum of a chunk's amounts beyond a counter's range
+            raise ImportWriteError(
+                f"The database refused lines {first + 1}–{end}: {str(err).strip()}; nothing of these lines was written. "
+                "Widen the counter field (e.g. a PositiveBigIntegerField) or split the amounts, then import again."
+            ) from err
         except IntegrityError as err:
             raise ImportConflict(
                 f"Another import of this source committed lines {first + 1}–{end} first; nothing of this chunk "
@@ -307,18 +366,3 @@ def progress_stream(stream: Any, wanted: bool | None) -> IO[str] | None:
     if wanted is None:
         wanted = bool(getattr(target, "isatty", lambda: False)())
     return target if wanted else None
-
-
-def open_source(path: str, identity_lines: int = 1) -> tuple[str, Iterator[bytes], IO[bytes]]:
-    """Open a plain or gzip file (or "-" for stdin); return (identity digest, line iterator, handle).
-
-    The identity is a digest of the first `identity_lines` lines, so a log keeps its identity when
-    logrotate renames or compresses it, and a log that grew is still the same source.
-    """
-    raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed by the caller
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
-    handle: IO[bytes] = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == b"\x1f\x8b" else buffered
-    head = [line for line in (handle.readline() for _ in range(identity_lines)) if line]
-    digest = hashlib.sha256(b"".join(head)).hexdigest()[:48]
-    return digest, chain(head, handle), handle
-

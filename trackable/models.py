@@ -114,6 +114,17 @@ class Spider(models.Model):
         verbose_name_plural = _("spiders")
         ordering = ["pattern"]
 
+    def clean(self) -> None:
+        """Refuse a pattern RE2 cannot compile or that would break the joined matcher (also from the admin)."""
+        from django.core.exceptions import ValidationError
+
+        from trackable.spiders import check_pattern
+
+        try:
+            check_pattern(self.pattern)
+        except ValueError as err:
+            raise ValidationError({"pattern": str(err)}) from err
+
     def __str__(self) -> str:
         return self.pattern
 

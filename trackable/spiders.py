@@ -1,7 +1,7 @@
 """Tell spiders from people by their User-Agent: one compiled matcher, cached, refreshed out of band.
 
-Spider patterns come from two places, joined into one regular expression (RE2 when `google-re2` is
-installed, else Python's `re`):
+Spider patterns come from two places, joined into one regular expression (RE2, from the required
+`google-re2`: linear time whatever the pattern):
 
 * the crawler-user-agents dataset (PyPI `crawler-user-agents`), searched case-sensitively as that
   dataset intends, minus the few of its patterns listed in TRACKABLE_SPIDER_DATASET_EXCLUDE;
@@ -23,7 +23,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -34,6 +34,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from trackable.conf import settings
+from trackable.regexjoin import join_patterns as _join
 
 __all__ = [
     "SpiderMatcher",
@@ -41,7 +42,9 @@ __all__ = [
     "DATASET_EXCLUDE",
     "is_spider",
     "check_pattern",
+    "unsafe_construct",
     "divert",
+    "frozen_test",
     "dataset_patterns",
     "build_matcher",
     "get_matcher",
@@ -69,47 +72,6 @@ DATASET_EXCLUDE: tuple[str, ...] = (
 )
 
 
-def _literal(pattern: str) -> str | None:
-    """Return the text `pattern` matches if it is a plain literal (escaped punctuation allowed), else None."""
-    text, i = [], 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            if i + 1 == len(pattern) or pattern[i + 1].isalnum():
-                return None
-            char, i = pattern[i + 1], i + 1
-        elif char in ".^$*+?{}[]()|":
-            return None
-        text.append(char)
-        i += 1
-    return "".join(text)
-
-
-def _trie(words: Iterable[str]) -> str:
-    """Return one expression matching any of `words`, factored by common prefixes (fast in Python's `re`)."""
-    root: dict[str, dict] = {}
-    for word in words:
-        node = root
-        for char in word:
-            node = node.setdefault(char, {})
-        node[""] = {}
-
-    def render(node: dict[str, dict]) -> str:
-        if "" in node:  # a word ends here: for a yes/no search, longer words add nothing
-            return ""
-        branches = [re.escape(char) + render(child) for char, child in sorted(node.items())]
-        return branches[0] if len(branches) == 1 else "(?:%s)" % "|".join(branches)
-
-    return render(root) if root else ""
-
-
-def _join(patterns: list[str]) -> str:
-    """Return one alternation of `patterns`, the plain literals among them folded into a prefix trie."""
-    literals = [text for text in map(_literal, patterns) if text]
-    others = [f"(?:{p})" for p in patterns if not _literal(p)]
-    return "|".join(([_trie(literals)] if literals else []) + others)
-
-
 class _Re2Set:
     """A yes/no RE2 search through RE2::Set: no match positions to compute, about twice as fast as search()."""
 
@@ -123,14 +85,31 @@ class _Re2Set:
         self.pattern = pattern
 
 
+# What the combined matcher cannot take from one row: a named group (two rows naming the same group
+# break it), a backreference, or a flag group such as (?i) or (?x) that is not scoped as (?i:...).
+_UNSAFE = re.compile(r"\(\?P?<(?![=!])|\(\?P=|\(\?[aiLmsux-]+\)|\\[1-9]")
+
+
+def unsafe_construct(pattern: str) -> str | None:
+    """Return the construct of `pattern` that would break the combined matcher, or None."""
+    found = _UNSAFE.search(pattern)
+    return found.group(0) if found else None
+
+
 def _compilers(engine: str | None) -> tuple[str, Any, Any]:
-    """Return the engine's name, its compile function, and a compile function for yes/no searches."""
+    """Return the engine's name, its compile function, and a compile function for yes/no searches.
+
+    RE2 (google-re2, a required dependency) is the default: linear time, so no pattern can make a
+    request slow. Python's `re` is used only when asked for by name (benchmarks).
+    """
     if engine in (None, "re2"):
         try:
             import re2
         except ImportError:
-            if engine == "re2":
-                raise ImproperlyConfigured("google-re2 is not installed: pip install django-trackable[re2].") from None
+            raise ImproperlyConfigured(
+                "google-re2 is not installed, and spider patterns need it (it is a dependency of django-trackable): "
+                "pip install google-re2."
+            ) from None
         else:
             options = re2.Options()
             options.max_mem = 256 << 20  # room for the DFA of ~1,600 alternatives (the 8 MiB default is too small)
@@ -164,29 +143,55 @@ class SpiderMatcher:
         self._seen: set[str] = set()
         human_part = _join(self._valid(human, compile_))
         sensitive_part = _join(self._valid(sensitive, compile_))
-        insensitive_part = _join(self._valid(insensitive, compile_))
-        spider_part = "|".join(filter(None, (sensitive_part, insensitive_part and f"(?i:{insensitive_part})")))
+        self._spiders = self._compile_rows(sensitive_part, self._valid(insensitive, compile_), compile_any)
         self.patterns = len(self._seen)
-        self._spiders = compile_any(spider_part) if spider_part else None
         # Human exceptions are cut out of a header before its spider tokens count; searched only after a hit.
         self._humans = compile_(f"(?i:{human_part})") if human_part else None
         self._cached = lru_cache(maxsize=cache_size)(self._match)
 
     def _valid(self, patterns: Iterable[str], compile_: Any) -> list[str]:
-        """Return the new patterns that compile, each in a group; log and remember the others as rejected."""
+        """Return the new patterns that compile in a group; log and remember the others as rejected."""
         valid = []
         for pattern in patterns:
             if not pattern or pattern in self._seen:
                 continue
+            construct = unsafe_construct(pattern)
             try:
+                if construct:
+                    raise ValueError(f"{construct!r} would break the combined matcher")
                 compile_(pattern)
-            except Exception:  # re.error and re2.error share no base class but Exception
-                self.rejected.append(pattern)
-                logger.warning("Spider pattern %r is not a valid regular expression for %s; ignored.", pattern, self.engine)
+                compile_(f"(?:{pattern})")  # as it is joined: a flag group must not be global
+            except Exception as err:  # re.error and re2.error share no base class but Exception
+                self._reject(pattern, err)
                 continue
             self._seen.add(pattern)
             valid.append(pattern)
         return valid
+
+    def _reject(self, pattern: str, err: Any) -> None:
+        self.rejected.append(pattern)
+        logger.warning("Spider pattern %r is not usable with %s (%s); ignored, the others still apply.", pattern, self.engine, err)
+
+    def _compile_rows(self, sensitive: str, rows: list[str], compile_any: Any) -> Any:
+        """Compile the spider expression; if the rows together break it, drop the rows that do, one by one."""
+        def joined(kept: list[str]) -> str:
+            insensitive = _join(kept)
+            return "|".join(filter(None, (sensitive, insensitive and f"(?i:{insensitive})")))
+
+        try:
+            return compile_any(joined(rows)) if joined(rows) else None
+        except Exception:  # noqa: BLE001 - isolate below
+            pass
+        kept: list[str] = []
+        for row in rows:
+            try:
+                compile_any(joined([*kept, row]))
+            except Exception as err:  # noqa: BLE001
+                self._reject(row, err)
+                self._seen.discard(row)
+                continue
+            kept.append(row)
+        return compile_any(joined(kept)) if joined(kept) else None
 
     def __call__(self, user_agent: str) -> bool:
         """Return whether `user_agent` (cut to max_length characters) matches a spider pattern."""
@@ -206,10 +211,22 @@ class SpiderMatcher:
 
 
 def check_pattern(pattern: str) -> None:
-    """Raise ValueError, with the engine's reason, if `pattern` is not a regular expression the matcher accepts."""
+    """Raise ValueError, with the reason, if `pattern` is not a regular expression the matcher accepts.
+
+    It must compile with RE2 (so it runs in linear time and has no backreference) and hold no named
+    group, backreference or unscoped flag group, which would break the one expression all rows join.
+    """
+    construct = unsafe_construct(pattern)
+    if construct:
+        raise ValueError(
+            f"{pattern!r} holds {construct!r}, which would break the matcher all patterns are joined into: use "
+            "plain (...) or (?:...) groups, no backreferences, and scoped flags such as (?i:...) (Spider rows are "
+            "already matched case-insensitively)."
+        )
     engine, compile_, _ = _compilers(None)
     try:
         compile_(pattern)
+        compile_(f"(?:{pattern})")  # as the matcher joins it
     except Exception as err:  # re.error and re2.error share no base class but Exception
         reason = err.args[0] if err.args else err
         if isinstance(reason, bytes):  # re2 reports in bytes
@@ -338,6 +355,24 @@ def is_spider(user_agent: str | None) -> bool:
     return matcher._cached(user_agent[: matcher.max_length])
 
 
+def frozen_test() -> Callable[[str | None], bool]:
+    """Load the Spider rows now (one query) and return a test bound to the matcher they build.
+
+    For imports: every line is judged by the same patterns, loaded before the first one, whatever
+    TRACKABLE_SPIDER_REFRESH_INTERVAL says (0 included) and whatever a background reload does meanwhile.
+    """
+    rows = _load_rows()
+    matcher = build_matcher(rows)
+    empty_is_spider = bool(settings.EMPTY_USER_AGENT_IS_SPIDER)
+
+    def test(user_agent: str | None) -> bool:
+        if not user_agent or user_agent.isspace():
+            return empty_is_spider
+        return matcher(user_agent)
+
+    return test
+
+
 def divert(grouped: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
     """Return a spider's events moved to each data model's `spider_fields`; drop the events without one."""
     from trackable.sites import site
@@ -355,7 +390,15 @@ def divert(grouped: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
 @receiver(post_delete, sender="trackable.Spider", dispatch_uid="trackable.spiders.deleted")
 def _spider_changed(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
     if _snapshot.matcher is not None or _snapshot.rows is not None:
-        transaction.on_commit(refresh, using=using)
+        transaction.on_commit(_refresh_after_commit, using=using)
+
+
+def _refresh_after_commit() -> None:
+    """Reload after a save; the row is committed already, so a failure is logged, never raised into the view."""
+    try:
+        refresh()
+    except Exception:  # noqa: BLE001 - the previous matcher stays in use
+        logger.exception("Could not reload the trackable Spider patterns after a change; keeping the previous ones.")
 
 
 @receiver(setting_changed, dispatch_uid="trackable.spiders.setting_changed")

@@ -114,12 +114,13 @@ def _oldest_event_ms(channel: Any, queue: str) -> int | None:
 
 
 def _oldest_file(folder: str, queue: str) -> bytes | None:
+    from trackable.fsqueue import envelope_limit, read_message_file
+
     suffix = f".{queue}.msg"
     names = sorted(n for n in os.listdir(folder) if n.endswith(suffix) and n[0] != ".")
     for name in names[:5]:  # a consumer may claim the first ones while we look
-        try:
-            with open(os.path.join(folder, name), "rb") as f:
-                return f.read()
+        try:  # a link or a FIFO named like a message is never followed nor waited for
+            return read_message_file(os.path.join(folder, name), envelope_limit())
         except OSError:
             continue
     return None
@@ -177,4 +178,14 @@ def collect_status(*, broker: bool = True) -> dict[str, Any]:
     status.update(_fold_facts(now))
     status["ledger"] = {"folded_messages": FoldedMessage.objects.count(), "retention_seconds": settings.LEDGER_RETENTION}
     status["import_ledger"] = {"chunks": ImportedChunk.objects.count()}
+    status["set_aside_files"] = _set_aside_files()
     return status
+
+
+def _set_aside_files() -> int | None:
+    """Return the entries of the filesystem:// queue set aside in its corrupt/ folder (None on other brokers)."""
+    if not settings.broker_url.startswith("filesystem:"):
+        return None
+    from trackable.fsqueue import set_aside_count
+
+    return set_aside_count(settings.queue_dir)

@@ -2,7 +2,8 @@
 
 Both views read everything from the signed token (trackable.links), build an unsaved stand-in of the
 parent carrying its primary key and call send_increment_message: no query, no write on the request
-path. GET never counts, so link prefetchers and mail scanners cannot inflate click-throughs.
+path. GET never counts, so link prefetchers and mail scanners cannot inflate click-throughs, and one
+client counts one token at most TRACKABLE_LINK_REPLAY_LIMIT times per window (trackable.replay).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django.views.decorators.http import require_POST
 from trackable.exceptions import TrackableConnectionError
 from trackable.links import BadLink, Link, read_link
 from trackable.messaging import send_increment_message
+from trackable.replay import guard
 
 __all__ = ["track_object", "beacon"]
 
@@ -23,6 +25,8 @@ logger = logging.getLogger("trackable")
 
 # Parameters an open-redirect attempt would add beside the token; their presence is refused outright.
 REDIRECT_PARAMETERS = ("next", "url", "target", "to", "redirect", "redirect_to", "return", "goto")
+
+REPLAYED = "This link was already counted as often as one client may count it; it counts again later."
 
 
 class Redirect(HttpResponseRedirect):
@@ -64,7 +68,7 @@ def track_object(request: HttpRequest, token: str) -> HttpResponse:
         return _bad(str(err))
     if not link.target:
         return _bad("This tracking link has no target to redirect to; link the object with a target.")
-    if request.method == "POST":
+    if request.method == "POST" and guard.allow(token, request):  # a replay past the limit still redirects
         _count(request, link)
     return SeeOther(link.target) if request.method == "POST" else Redirect(link.target)
 
@@ -78,5 +82,7 @@ def beacon(request: HttpRequest, token: str) -> JsonResponse:
         link = read_link(token)
     except BadLink as err:
         return JsonResponse({"counted": False, "error": str(err)}, status=400)
+    if not guard.allow(token, request):
+        return JsonResponse({"counted": False, "error": REPLAYED}, status=429)
     counted = _count(request, link)
     return JsonResponse({"counted": counted, "field": link.field}, status=202 if counted else 200)

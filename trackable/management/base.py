@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,6 +50,8 @@ class ImportCommand(BaseCommand):
         started = time.monotonic()
         try:
             digest, lines, handle = open_source(path, self.identity_lines)
+        except (zlib.error, EOFError) as err:
+            raise CommandError(f"Cannot read {path}: it is not a valid gzip file ({err}).") from err
         except OSError as err:
             raise CommandError(f"Cannot read {path}: {err.strerror or err}.") from err
         named = options["source_id"]
@@ -56,6 +59,11 @@ class ImportCommand(BaseCommand):
         stats = ImportStats()
         try:
             feed(ChunkWriter(source, stats, chunk_size=options["chunk_lines"], dry_run=options["dry_run"]), lines, progress)
+        except zlib.error as err:
+            raise CommandError(
+                f"Import of {path} stopped: the gzip data is corrupt ({err}); the chunks before it were committed, so fix "
+                "or truncate the file and import it again."
+            ) from err
         except (TrackableError, EOFError, OSError) as err:
             raise CommandError(f"Import of {path} stopped: {err}") from err
         finally:

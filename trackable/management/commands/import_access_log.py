@@ -1,6 +1,7 @@
 """manage.py import_access_log LOG [LOG ...]: count the requests of an Apache or Nginx access log."""
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -49,12 +50,18 @@ class Command(ImportCommand):
 
 
 def _spider_test() -> Any:
-    """Return trackable.spiders.is_spider, imported only when spiders are filtered."""
+    """Return the spider test of this import: the Spider rows loaded now, before the first line, and kept.
+
+    Loading synchronously (whatever TRACKABLE_SPIDER_REFRESH_INTERVAL says, 0 included) makes the
+    verdicts the same from run to run; no background reload changes them during the import.
+    """
     try:
-        from trackable.spiders import is_spider
-    except ImportError as err:
+        spiders = importlib.import_module("trackable.spiders")
+        is_spider = spiders.is_spider
+    except (ImportError, AttributeError) as err:
         raise CommandError(
             "Spider filtering needs trackable.spiders.is_spider, which cannot be imported here "
             f"({err}); run with --keep-spiders, or turn TRACKABLE_USER_AGENT_FILTERING off."
         ) from err
-    return is_spider
+    frozen = getattr(spiders, "frozen_test", None)
+    return frozen() if frozen is not None else is_spider

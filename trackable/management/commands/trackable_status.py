@@ -35,6 +35,8 @@ def describe(status: dict[str, Any]) -> list[str]:
         out.append(f"  {q['data_model']}: {q['messages']} queued messages{age}")
     if status["dead_letters"] is not None:
         out.append(f"  dead letters ({status['dead_letters']['queue']}): {status['dead_letters']['messages']}")
+    if status.get("set_aside_files"):
+        out.append(f"  set aside (not messages: links, FIFOs, corrupt files): {status['set_aside_files']} in corrupt/")
     if status["oldest_unfolded_note"]:
         out.append(f"  oldest unfolded event: unknown ({status['oldest_unfolded_note']})")
     last = status["last_fold"]
