@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Q
 
 from trackable.fields import DEFAULT_LG_K, unique_fields
 
@@ -41,15 +40,23 @@ class Estimate(NamedTuple):
     upper: int
 
 
+_module: Any = None
+
+
 def require() -> Any:
     """Return the datasketches module, or raise ImproperlyConfigured saying how to install it."""
+    global _module
+    if _module is not None:
+        return _module
     try:
         import datasketches
+
+        _module = datasketches
     except ImportError as err:
         raise ImproperlyConfigured(
             "UniqueVisitors fields need Apache DataSketches; pip install 'django-trackable[uniques]'."
         ) from err
-    return datasketches
+    return _module
 
 
 def new_sketch(hashes: Iterable[str], lg_k: int = DEFAULT_LG_K) -> Any:
@@ -110,7 +117,7 @@ def merge_visits(connection: BaseDatabaseWrapper, model: type[models.Model], vis
 
     fields = unique_fields(model)
     if not fields or not visits or not issubclass(model, TrackableTimeSeriesData):
-        return 0  # trackable.E021 reports a UniqueVisitors field on a data model without buckets
+        return 0  # trackable.E030 reports a UniqueVisitors field on a data model without buckets
     updates: dict[tuple, dict[str, Any]] = {}
     for key, pairs in visits.items():
         for field in fields:
@@ -123,31 +130,91 @@ def merge_visits(connection: BaseDatabaseWrapper, model: type[models.Model], vis
 def merge_sketches(connection: BaseDatabaseWrapper, model: type[models.Model], updates: dict[tuple, dict[str, Any]]) -> int:
     """Union sketches into existing rows ({(ct_id, object_id, bucket): {field: sketch or bytes}}); return rows changed.
 
-    The rows are read FOR UPDATE (where the database has it) in key order, so concurrent merges queue
-    up behind each other instead of overwriting each other.
+    The rows are read FOR UPDATE (where the database has it) in primary key order, so concurrent
+    merges queue up behind each other instead of overwriting each other; the unions are written back
+    with one executemany.
     """
     if not updates:
         return 0
-    lg_k = {f.attname: f.lg_k for f in unique_fields(model)}
-    manager = model._default_manager.db_manager(connection.alias)
+    fields = unique_fields(model)
+    table = _Table(connection, model, fields)
     keys = sorted(updates, key=lambda k: tuple(str(v) for v in k))
     changed = []
     for start in range(0, len(keys), ROWS_PER_QUERY):
-        chunk = keys[start : start + ROWS_PER_QUERY]
-        match = Q()
-        for ct_id, object_id, bucket in chunk:
-            match |= Q(content_type_id=ct_id, object_id=object_id, collected_during=bucket)
-        rows = manager.filter(match).order_by("pk")
-        if connection.features.has_select_for_update:
-            rows = rows.select_for_update()
-        for row in rows.only("pk", "content_type_id", "object_id", "collected_during", *lg_k):
-            new = updates.get((row.content_type_id, row.object_id, row.collected_during))
+        for pk, key, stored in table.locked_rows(keys[start : start + ROWS_PER_QUERY]):
+            new = updates.get(key)
             if new is None:
                 continue
-            for name, sketch in new.items():
-                merged = union([getattr(row, name), sketch], lg_k[name])
-                setattr(row, name, merged.serialize_compact())
-            changed.append(row)
-    if changed:
-        manager.bulk_update(changed, list(lg_k), batch_size=ROWS_PER_QUERY)
+            values = [_merged(old, new.get(f.attname), f.lg_k) for f, old in zip(fields, stored)]
+            changed.append([*values, pk])
+    table.write(changed)
     return len(changed)
+
+
+def _merged(old: Any, new: Any, lg_k: int) -> Any:
+    """Return the serialized union of a stored sketch and a new one (either may be missing)."""
+    if new is None:
+        return old
+    if old is None and not isinstance(new, (bytes, bytearray, memoryview)):
+        return new.serialize_compact()  # a new row: nothing to union with
+    return union([old, new], lg_k).serialize_compact()
+
+
+class _Table:
+    """The SQL of reading and writing the sketches of one data model's rows."""
+
+    def __init__(self, connection: BaseDatabaseWrapper, model: type[models.Model], fields: tuple) -> None:
+        self.connection = connection
+        qn = connection.ops.quote_name
+        opts = model._meta
+        self.table = qn(opts.db_table)
+        self.pk = qn(opts.pk.column)
+        self.key_fields = [opts.get_field(n) for n in ("content_type", "object_id", "collected_during")]
+        self.key_cols = [f"{self.table}.{qn(f.column)}" for f in self.key_fields]
+        self.sketch_cols = [qn(f.column) for f in fields]
+
+    def locked_rows(self, keys: list[tuple]) -> list[tuple[Any, tuple, list]]:
+        """Return (pk, key, [sketch bytes or None]) of the rows of `keys`, locked for this transaction."""
+        connection = self.connection
+        head = f"SELECT {self.table}.{self.pk}, {', '.join(self.key_cols + self.sketch_cols)} FROM {self.table}"
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in self.key_fields)
+            match = " AND ".join(f"{col} = k.c{i}" for i, col in enumerate(self.key_cols))
+            sql = f"{head} JOIN unnest({arrays}) AS k(c0, c1, c2) ON {match} ORDER BY 1{lock}"
+            params: list[Any] = [list(column) for column in zip(*keys)]
+        else:
+            rows = ", ".join(["(%s, %s, %s)"] * len(keys))
+            values = f"VALUES {rows}" if connection.vendor == "sqlite" else rows
+            sql = f"{head} WHERE ({', '.join(self.key_cols)}) IN ({values}) ORDER BY 1{lock}"
+            params = [f.get_db_prep_value(v, connection) for key in keys for f, v in zip(self.key_fields, key)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [(row[0], self._key(row[1:4]), list(row[4:])) for row in cursor.fetchall()]
+
+    def _key(self, raw: tuple) -> tuple:
+        """Return a row's key as the fold spells it: ints, the object_id's Python type, an aware UTC datetime."""
+        from django.utils.dateparse import parse_datetime
+        from datetime import timezone
+
+        ct_id, object_id, bucket = raw
+        if isinstance(bucket, str):
+            bucket = parse_datetime(bucket)
+        if bucket.tzinfo is None:
+            bucket = bucket.replace(tzinfo=timezone.utc)
+        return int(ct_id), self.key_fields[1].to_python(object_id), bucket
+
+    def write(self, rows: list[list[Any]]) -> None:
+        """Write back [sketch bytes..., pk] rows."""
+        if not rows:
+            return
+        with self.connection.cursor() as cursor:
+            if self.connection.vendor == "postgresql":  # one statement, one array per column
+                names = [f"s{i}" for i in range(len(self.sketch_cols))]
+                sets = ", ".join(f"{col} = v.{name}" for col, name in zip(self.sketch_cols, names))
+                arrays = ", ".join(["%s::bytea[]"] * len(names) + ["%s::bigint[]"])
+                sql = f"UPDATE {self.table} SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}, pk) WHERE {self.table}.{self.pk} = v.pk"
+                cursor.execute(sql, [list(column) for column in zip(*rows)])
+            else:
+                sets = ", ".join(f"{col} = %s" for col in self.sketch_cols)
+                cursor.executemany(f"UPDATE {self.table} SET {sets} WHERE {self.pk} = %s", rows)
