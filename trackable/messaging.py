@@ -64,8 +64,8 @@ class TrackableMessage(ABC):
 
         return spiders.divert(grouped) if spiders.is_spider(self.request.META.get("HTTP_USER_AGENT")) else grouped
 
-    def build(self, ts_ms: int | None = None) -> dict[str, list[tuple[str, str, Any, str, int, int]]]:
-        """Return the events of this message grouped by data model label; raise on bad fields."""
+    def build(self, ts_ms: int | None = None) -> dict[str, list[tuple]]:
+        """Return the events of this message grouped by data model label (a 7th item {"u": hash} carries the visitor); raise on bad fields."""
         obj = self.obj
         pk = obj.pk
         if pk is None:
