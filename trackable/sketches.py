@@ -1,12 +1,13 @@
 """Distinct-count sketches of UniqueVisitors fields: build, union, estimate, and merge into rows.
 
 The sketch is Apache DataSketches' HLL (``pip install django-trackable[uniques]``), HLL_6 registers,
-``lg_k`` 12 by default: about ±2.6 % relative error at 95 % confidence (2 standard deviations) for one
-sketch, ±3.2 % for a union of several (DataSketches' own bound, ``hll_sketch.get_rel_err``), exact
-for small counts. HLL_6 rather than the smaller HLL_4: a year of dense daily sketches unions about
-nine times faster (HLL_4 keeps an exceptions table that every deserialization rebuilds). Every estimate this app gives uses the union's (composite) estimator, so it
-depends only on the sketch's contents, not on how many batches built it: ±3.2 % is the bound to quote. A row's sketch is its compact serialization: a few bytes per visitor while there are
-few, at most ``2**lg_k * 3 / 4 + 40`` bytes (3 113 at lg_k 12).
+``lg_k`` 12 by default: about ±3.2 % relative error at 95 % confidence (2 standard deviations) for
+merged sketches (DataSketches' own bound, ``hll_sketch.get_rel_err``), exact for small counts. Every
+estimate this app gives uses the union's (composite) estimator, so it depends only on the sketch's
+contents, never on how many batches built it: ±3.2 % is the bound to quote. HLL_6 rather than the
+smaller HLL_4: a year of dense daily sketches unions about nine times faster (HLL_4 keeps an
+exceptions table that every deserialization rebuilds). A row's sketch is its compact serialization:
+4 bytes per visitor while there are few, at most ``2**lg_k * 3 / 4 + 40`` bytes (3 113 at lg_k 12).
 
 Folding merges a batch's visitors into the rows *after* the counter upsert of the same transaction:
 that upsert created every row and holds its lock (PostgreSQL, MySQL; SQLite writes one transaction at
