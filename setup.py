@@ -43,10 +43,11 @@ setup(
             "pytest-timeout>=2.2",
             "hypothesis>=6.100",
             "selenium>=4.20",
+            "gunicorn>=21.2",
         ],
         "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
-        "bench": ["datasketches>=5.0", "redis>=4.5", "psycopg[binary]>=3.1", "matplotlib>=3.7"],
+        "bench": ["datasketches>=5.0", "redis>=4.5", "psycopg[binary]>=3.1", "matplotlib>=3.7", "gunicorn>=21.2", "django-hitcount>=1.3.5"],
     },
     classifiers=[
         "Framework :: Django",

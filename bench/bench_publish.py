@@ -1,9 +1,12 @@
-"""P1, the request path: send_increment_message against a bare pooled kombu publish and a SQL UPDATE.
+"""P1, the request path: send_increment_message (journal, and direct publish) against os.write and kombu.
 
     python bench/bench_publish.py --broker amqp
     python bench/bench_publish.py --broker redis
 
-Prints one JSON line per figure: the value, the baseline measured in the same run, and their ratio.
+Per-send p50/p99 of the default send (the journal) against a bare os.write of the same record bytes
+and against the direct publish of TRACKABLE_JOURNAL = False, rounds interleaved; then threads hitting
+one object against SQL UPDATEs. Prints one JSON line per figure: the value, the baseline measured in
+the same run, and their ratio.
 """
 from __future__ import annotations
 
@@ -90,55 +93,82 @@ def threaded_rate(fn, threads: int, calls: int) -> float:
     return threads * calls / (time.perf_counter() - started)
 
 
-BUFFER = {"TRACKABLE_BUFFER_MAX_EVENTS": 1000, "TRACKABLE_BUFFER_MAX_DELAY": 1.0}
+def latencies(fn, calls: int) -> list[float]:
+    """Return the µs of each of `calls` calls of `fn`."""
+    clock = time.perf_counter_ns
+    out = []
+    for _ in range(calls):
+        started = clock()
+        fn()
+        out.append((clock() - started) / 1000)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (0–100) of `values`."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
+
+
+def raw_writer(record: bytes):
+    """Return a function that appends `record` to a file with one os.write (the journal's floor)."""
+    import os
+    import tempfile
+
+    fd = os.open(os.path.join(tempfile.mkdtemp(), "floor"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return lambda: os.write(fd, record)
 
 
 def per_call_figures(args, article) -> None:
-    """Print the cost of one send, unbuffered and buffered, against bare kombu publishes."""
+    """Print per-send p50/p99: the journal against os.write, direct publish and bare kombu publishes."""
     from django.test import override_settings
 
     from tests.testapp.models import ArticleTotals
-    from trackable import buffer, messages, transport
+    from trackable import journal, messages, relay, transport
     from trackable.messaging import IncrementMessage, send_increment_message
 
     label = ArticleTotals._meta.label_lower
-    body = messages.build(IncrementMessage(None, article, "downloads").build()[label])
-    bare = bare_publisher(body, transport.queue_name(label))
-    held = held_publisher(body, transport.queue_name(label))
+    events = IncrementMessage(None, article, "downloads").build()[label]
+    floor = raw_writer(journal.encode(events))
+    bare = bare_publisher(messages.build(events), transport.queue_name(label))
     send = lambda: send_increment_message(None, article, "downloads")  # noqa: E731
-    bare(), held(), send()  # connect and declare outside the timings
     from trackable.conf import settings
 
     confirms = bool(settings.PUBLISH_CONFIRMS) and settings.broker_url.startswith("amqp")
-    common = {"broker": args.broker, "runs": args.runs, "publish_confirms": confirms}
+    common = {"broker": args.broker, "runs": args.runs, "calls": args.calls, "publish_confirms": confirms}
+    rounds: dict[str, list[tuple[float, float]]] = {"journal": [], "os.write": [], "direct": [], "kombu": []}
 
-    def triple() -> tuple[float, float, float]:
-        timings = per_call(send, args.calls), per_call(bare, args.calls), per_call(held, args.calls)
+    def record(name: str, samples: list[float]) -> None:
+        rounds[name].append((percentile(samples, 50), percentile(samples, 99)))
+
+    send(), floor(), bare()  # open the segment, connect and declare outside the timings
+    for _ in range(args.runs):
+        record("journal", latencies(send, args.calls))
+        record("os.write", latencies(floor, args.calls))
+        relay.flush(60)
+        with override_settings(TRACKABLE_JOURNAL=False):
+            send()
+            record("direct", latencies(send, args.calls))
+        record("kombu", latencies(bare, args.calls))
         purge_queues()
-        return timings
-
-    runs = [triple() for _ in range(args.runs)]
-    median = lambda i: statistics.median(r[i] for r in runs)  # noqa: E731
-    emit("P1 send_increment_message per call", median(0), "µs", "bare pooled kombu publish", median(1),
-         calls=args.calls, **common)
-    emit("P1 send_increment_message per call (vs a held producer)", median(0), "µs",
-         "kombu publish on one held producer, no pool", median(2), calls=args.calls, **common)
-    with override_settings(**BUFFER):
-        buffered = median_of(args.runs, lambda: per_call(send, args.calls * 10))
-        buffer.flush()
-    purge_queues()
-    emit("P1 buffered send_increment_message per event", buffered, "µs", "bare pooled kombu publish",
-         median(1), calls=args.calls * 10, **common)
+    p = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for name, rs in rounds.items()}
+    for i, q in enumerate(("p50", "p99")):
+        emit(f"P1 send_increment_message {q} (journal)", p["journal"][i], "µs",
+             "os.write of the same record", p["os.write"][i], **common)
+        emit(f"P1 send_increment_message {q} (journal)", p["journal"][i], "µs",
+             "send_increment_message with TRACKABLE_JOURNAL = False (direct publish)", p["direct"][i], **common)
+        emit(f"P1 send_increment_message {q} (direct publish)", p["direct"][i], "µs",
+             "bare pooled kombu publish", p["kombu"][i], **common)
 
 
 def thread_figures(args, article) -> None:
-    """Print events/s of threads hitting one object, sent (unbuffered, buffered) against SQL UPDATEs."""
+    """Print events/s of threads hitting one object, sent (journal, direct publish) against SQL UPDATEs."""
     from django.contrib.contenttypes.models import ContentType
     from django.db.models import F
     from django.test import override_settings
 
     from tests.testapp.models import Article, ArticleTotals
-    from trackable import buffer
+    from trackable import relay
     from trackable.messaging import send_increment_message
 
     ct = ContentType.objects.get_for_model(Article)
@@ -149,14 +179,14 @@ def thread_figures(args, article) -> None:
     common = {"broker": args.broker, "runs": args.runs, "threads": args.threads}
     sql = median_of(args.runs, lambda: threaded_rate(update, args.threads, n))
     ours = median_of(args.runs, lambda: threaded_rate(send, args.threads, n))
+    relay.flush(60)
     purge_queues()
-    emit(f"P1 {args.threads} threads, one hot object: send_increment_message", ours, "events/s",
+    emit(f"P1 {args.threads} threads, one hot object: send_increment_message (journal)", ours, "events/s",
          "UPDATE n = n + 1 per hit (PostgreSQL)", sql, **common)
-    with override_settings(**BUFFER):
-        ours = median_of(args.runs, lambda: threaded_rate(send, args.threads, n * 10))
-        buffer.flush()
+    with override_settings(TRACKABLE_JOURNAL=False):
+        direct = median_of(args.runs, lambda: threaded_rate(send, args.threads, n))
     purge_queues()
-    emit(f"P1 {args.threads} threads, one hot object: buffered send_increment_message", ours, "events/s",
+    emit(f"P1 {args.threads} threads, one hot object: send_increment_message (direct publish)", direct, "events/s",
          "UPDATE n = n + 1 per hit (PostgreSQL)", sql, **common)
 
 

@@ -5,6 +5,7 @@ import argparse
 import atexit
 import json
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -45,9 +46,14 @@ def _admin_sql(sql: str) -> None:
 def _drop(name: str) -> None:
     from django.db import connections
 
+    from django.conf import settings
+
     connections.close_all()
     purge_queues(delete=True)
     _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    folder = getattr(settings, "TRACKABLE_QUEUE_DIR", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def purge_queues(delete: bool = False) -> None:

@@ -35,21 +35,14 @@ def unbuffered_bodies(n: int) -> Iterator[bytes]:
 
 
 def buffered_bodies(n: int, max_events: int = 1000) -> list[bytes]:
-    """Return the messages the producer buffer publishes for `n` sends of the spread (flushing every `max_events`)."""
-    from trackable import buffer, transport
+    """Return the messages the journal's relay publishes for `n` sends of the spread, `max_events` per batch."""
+    from trackable import messages, relay
 
+    events = [list(event) for event in spread(n)]
     bodies: list[bytes] = []
-    real = transport.publish
-    transport.publish = lambda body, label: bodies.append(body)  # capture instead of publishing
-    try:
-        from django.test import override_settings
-
-        with override_settings(TRACKABLE_BUFFER_MAX_EVENTS=max_events, TRACKABLE_BUFFER_MAX_DELAY=600):
-            for event in spread(n):
-                buffer.add({DATA_LABEL: [event]})
-            buffer.flush()
-    finally:
-        transport.publish = real
+    for start in range(0, n, max_events):
+        for _, message_id, chunk in relay.batch_messages("0" * 24, start, start + max_events, events[start : start + max_events]):
+            bodies.append(messages.build(chunk, message_id))
     return bodies
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from trackable import outage, replay, transport
+from trackable import outage, relay, replay, transport
 from trackable.sites import site
 
 
@@ -36,6 +36,7 @@ def clean_queues(request):
         replay.guard.reset()
         yield
         return
+    relay.flush()  # what an earlier test journaled reaches the queues now, and is purged with them
     _purge_all()
     outage.reset()
     replay.guard.reset()
@@ -44,11 +45,19 @@ def clean_queues(request):
     outage.reset()
 
 
+@pytest.fixture
+def direct_publish(settings):
+    """Publish from the call, one message per send (TRACKABLE_JOURNAL = False): for tests of the fold itself."""
+    settings.TRACKABLE_JOURNAL = False
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Leave nothing behind: this run's queue folder, its RabbitMQ queues, its Redis keys."""
-    folder = getattr(django_settings, "TRACKABLE_QUEUE_DIR", None)
-    if folder and Path(folder).name.startswith(".queue-"):
-        shutil.rmtree(folder, ignore_errors=True)
+    """Leave nothing behind: this run's queue and journal folders, its RabbitMQ queues, its Redis keys."""
+    relay.reset()
+    for name in ("TRACKABLE_QUEUE_DIR", "TRACKABLE_JOURNAL_DIR"):
+        folder = getattr(django_settings, name, None)
+        if folder and Path(folder).name.startswith((".queue-", ".journal-")):
+            shutil.rmtree(folder, ignore_errors=True)
     run_queues = _run_queue_names()
     for url in {django_settings.TRACKABLE_BROKER_URL, os.environ.get("TRACKABLE_TEST_AMQP_URL", DEFAULT_AMQP)}:
         if url.startswith("amqp"):

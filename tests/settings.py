@@ -112,6 +112,8 @@ elif TEST_BROKER == "redis":
 else:
     raise RuntimeError(f"TRACKABLE_TEST_BROKER={TEST_BROKER!r}: choose filesystem, amqp or redis.")
 
+TRACKABLE_JOURNAL_DIR = str(BASE_DIR / f".journal-{RUN_ID}")
+
 CELERY_BROKER_URL = TRACKABLE_BROKER_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = dict(globals().get("TRACKABLE_BROKER_TRANSPORT_OPTIONS", {}))
 if TEST_BROKER == "filesystem":

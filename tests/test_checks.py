@@ -12,8 +12,8 @@ from trackable.conf import DEFAULTS
 
 pytestmark = pytest.mark.no_broker
 
-# Settings checked by their own checks (E010, E011) or owned by the outage spool.
-CHECKED_ELSEWHERE = {"RETENTION", "IMPORT_RESOLVER", "SPOOL_DIR"}
+# Settings checked by their own checks (E010, E011).
+CHECKED_ELSEWHERE = {"RETENTION", "IMPORT_RESOLVER"}
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ def break_the_database_on_call(n, monkeypatch):
     return calls
 
 
+@pytest.mark.usefixtures("direct_publish")
 @pytest.mark.django_db(transaction=True)
 def test_database_failure_mid_fold_loses_and_doubles_nothing(monkeypatch):
     articles = [Article.objects.create(title=f"a{i}") for i in range(4)]
@@ -54,6 +55,7 @@ def test_database_failure_mid_fold_loses_and_doubles_nothing(monkeypatch):
     ]
 
 
+@pytest.mark.usefixtures("direct_publish")
 @pytest.mark.django_db(transaction=True)
 def test_fold_loop_survives_a_database_failure(monkeypatch, capsys):
     from django.core.management import call_command

@@ -42,7 +42,8 @@ def test_requests_then_fold_leave_exact_rows(client):
 
     result = fold()
 
-    assert (result.messages, result.events, result.malformed, result.duplicates) == (22, 22, 0, 0)
+    # The journal's relay sums the events of a batch per row and minute: a few messages, exact rows.
+    assert (result.malformed, result.duplicates) == (0, 0)
     assert sorted(ArticleTrackableData.objects.values_list("object_id", "collected_during", "impressions")) == sorted(
         (a.pk, today(), n) for a, n in hits.items()
     )
@@ -101,6 +102,7 @@ def test_buckets_follow_the_site_time_zone():
     assert row.collected_during.astimezone(timezone(timedelta(hours=-5))).hour in (0, 1)
 
 
+@pytest.mark.usefixtures("direct_publish")
 def test_redelivered_message_is_counted_once(monkeypatch):
     article = Article.objects.create(title="a")
     for _ in range(6):
@@ -172,6 +174,7 @@ def test_malformed_messages_can_be_removed_instead(caplog):
     assert "Malformed trackable message removed: body is not JSON" in caplog.text
 
 
+@pytest.mark.usefixtures("direct_publish")
 def test_fold_only_named_data_models_keeps_the_others():
     article = Article.objects.create(title="a")
     for _ in range(3):
@@ -214,6 +217,7 @@ def test_command_refuses_unknown_models(label, error):
     assert str(err.value) == error
 
 
+@pytest.mark.usefixtures("direct_publish")
 def test_batches_and_max_messages():
     article = Article.objects.create(title="a")
     for _ in range(25):

@@ -42,6 +42,7 @@ def queued_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(".msg") and not p.name.startswith("."))
 
 
+@pytest.mark.usefixtures("direct_publish")  # one message file per send, at the call
 def test_fifo_links_and_huge_files_are_set_aside_counted_and_never_read(queue_dir, tmp_path):
     article = Article.objects.create(title="a")
     for _ in range(3):
@@ -69,6 +70,7 @@ def test_fifo_links_and_huge_files_are_set_aside_counted_and_never_read(queue_di
     assert collect_status()["set_aside_files"] == 4
 
 
+@pytest.mark.usefixtures("direct_publish")  # one message file per send, at the call
 def test_status_does_not_block_on_a_fifo_and_reports_set_aside_files(queue_dir):
     article = Article.objects.create(title="a")
     assert send_increment_message(None, article, "impressions")

@@ -68,8 +68,7 @@ def test_custom_message_type_sends_several_fields():
     video = Video.objects.create(title="v")
     assert PlayMessage(None, video, 95).send() is True
     assert send_message(None, video, {"plays": 2, "score": -3}) is True
-    result = fold()
-    assert (result.messages, result.events) == (2, 4)
+    fold()
     from tests.testapp.models import VideoTrackableData
 
     assert list(VideoTrackableData.objects.values_list("plays", "score")) == [(3, 6)]
@@ -101,7 +100,12 @@ def test_event_time_is_taken_at_the_call(monkeypatch):
     assert list(ArticleTrackableData.objects.values_list("collected_during", "impressions")) == [(expected, 1)]
 
 
-UNREACHABLE = {"TRACKABLE_BROKER_URL": "amqp://guest:guest@127.0.0.1:9//", "TRACKABLE_CONNECT_TIMEOUT": 0.5}
+# Without the journal (TRACKABLE_JOURNAL = False) the request publishes, and meets the broker's outages.
+UNREACHABLE = {
+    "TRACKABLE_BROKER_URL": "amqp://guest:guest@127.0.0.1:9//",
+    "TRACKABLE_CONNECT_TIMEOUT": 0.5,
+    "TRACKABLE_JOURNAL": False,
+}
 
 
 def test_broker_down_raises_a_clear_error_without_capture():

@@ -1,4 +1,4 @@
-"""Broker outages while the site serves: bounded, mailed once off the request thread, spooled, recovered.
+"""Broker outages while the site serves: the journal keeps every event, admins are mailed once, all is relayed.
 
 The outage is real: the broker sits behind a TCP proxy that the test cuts and restores. With the
 embedded filesystem:// broker configured, these tests use RabbitMQ, which has a network to cut.
@@ -17,10 +17,9 @@ from django.test import override_settings
 from tests.helpers import fold
 from tests.proxy import BrokerProxy
 from tests.testapp.models import Article, ArticleTrackableData
-from trackable import outage, transport
+from trackable import outage, relay, transport
 from trackable.exceptions import TrackableConnectionError
 from trackable.messaging import send_increment_message
-from trackable.spool import get_spool
 
 pytestmark = pytest.mark.django_db
 
@@ -58,9 +57,52 @@ def empty_network_queues():
     yield
 
 
-def test_views_keep_answering_and_admins_are_mailed_once(client, proxy, caplog):
+def wait_relayed(timeout: float = 20.0) -> None:
+    from trackable.conf import settings
+
+    deadline = time.monotonic() + timeout
+    while relay.journal_backlog(settings.journal_dir):
+        assert time.monotonic() < deadline, "the journal was not relayed after the outage"
+        time.sleep(0.1)
+
+
+def test_the_journal_keeps_an_outage_and_relays_it_with_one_mail(client, proxy, caplog):
     article = Article.objects.create(title="a")
-    with through(proxy, TRACKABLE_CAPTURE_CONNECTION_ERRORS=True, ADMINS=[("Ops", "ops@example.com")]):
+    caplog.set_level(logging.WARNING, logger="trackable")
+    with through(proxy, TRACKABLE_JOURNAL_RELAY_INTERVAL=0.05, ADMINS=[("Ops", "ops@example.com")]):
+        assert client.get(f"/articles/{article.pk}/").content == f"{article.pk} sent=True".encode()
+        wait_relayed()
+        proxy.cut()
+        responses = [client.get(f"/articles/{article.pk}/") for _ in range(30)]
+        deadline = time.monotonic() + 10
+        while outage.last_notifier() is None:
+            assert time.monotonic() < deadline, "the relay did not notice the outage"
+            time.sleep(0.05)
+        notifier = outage.last_notifier()
+        notifier.join(10)
+        time.sleep(0.5)  # more failed relays: still one mail, one log line
+        from trackable.status import journal_status
+
+        during = journal_status()
+        proxy.restore()
+        wait_relayed()
+    assert [r.content for r in responses] == [f"{article.pk} sent=True".encode()] * 30
+    assert during["backlog_events"] == 60  # the view counts two fields of two data models
+    assert notifier.name != "MainThread"  # the mail is sent by a background thread, not the request
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].subject == "[Django] Tracking broker unreachable"
+    assert mail.outbox[0].to == ["ops@example.com"]
+    assert "events wait in the trackable journal" in mail.outbox[0].body
+    assert caplog.text.count("The trackable broker is unreachable") == 1  # one log line per outage
+    assert caplog.text.count("The trackable broker is back after") == 1
+    result = fold_direct()
+    assert result.duplicates == 0
+    assert ArticleTrackableData.objects.get().impressions == 31
+
+
+def test_direct_publish_views_keep_answering_with_capture(client, proxy, caplog):
+    article = Article.objects.create(title="a")
+    with through(proxy, TRACKABLE_JOURNAL=False, TRACKABLE_CAPTURE_CONNECTION_ERRORS=True, ADMINS=[("Ops", "ops@example.com")]):
         assert client.get(f"/articles/{article.pk}/").content == f"{article.pk} sent=True".encode()
         proxy.cut()
         responses = [client.get(f"/articles/{article.pk}/") for _ in range(30)]
@@ -68,17 +110,16 @@ def test_views_keep_answering_and_admins_are_mailed_once(client, proxy, caplog):
         notifier.join(10)
     assert [r.status_code for r in responses] == [200] * 30
     assert {r.content for r in responses} == {f"{article.pk} sent=False".encode()}
-    assert notifier.name != "MainThread"  # the mail is sent by a background thread, not the request
+    assert notifier.name != "MainThread"
     assert len(mail.outbox) == 1
-    assert mail.outbox[0].subject == "[Django] Tracking broker unreachable"
-    assert mail.outbox[0].to == ["ops@example.com"]
-    assert caplog.text.count("The trackable broker is unreachable") == 1  # one log line per outage
+    assert "without the journal (TRACKABLE_JOURNAL = False) events are lost" in mail.outbox[0].body
+    assert caplog.text.count("The trackable broker is unreachable") == 1
 
 
 def test_without_capture_the_view_gets_a_clear_exception(client, proxy):
     article = Article.objects.create(title="a")
     proxy.cut()
-    with through(proxy):
+    with through(proxy, TRACKABLE_JOURNAL=False):
         with pytest.raises(TrackableConnectionError, match="Could not publish to the trackable broker"):
             client.get(f"/articles/{article.pk}/")
 
@@ -86,7 +127,7 @@ def test_without_capture_the_view_gets_a_clear_exception(client, proxy):
 def test_connections_come_back_after_the_outage_without_a_restart(proxy, caplog):
     article = Article.objects.create(title="a")
     caplog.set_level(logging.WARNING, logger="trackable")
-    with through(proxy, TRACKABLE_CAPTURE_CONNECTION_ERRORS=True):
+    with through(proxy, TRACKABLE_JOURNAL=False, TRACKABLE_CAPTURE_CONNECTION_ERRORS=True):
         assert send_increment_message(None, article, "impressions") is True
         proxy.cut()
         sent_during = [send_increment_message(None, article, "impressions") for _ in range(5)]
@@ -99,44 +140,26 @@ def test_connections_come_back_after_the_outage_without_a_restart(proxy, caplog)
     fold_direct()
     assert ArticleTrackableData.objects.get().impressions == 2
     assert "The trackable broker is back after" in caplog.text
+    assert "events were lost meanwhile" in caplog.text
 
 
-def test_spool_keeps_every_event_of_an_outage_and_replays_it(proxy, tmp_path):
+def test_relay_command_during_and_after_an_outage(proxy, capsys):
     article = Article.objects.create(title="a")
-    with through(proxy, TRACKABLE_SPOOL_DIR=str(tmp_path / "spool")):
-        proxy.cut()
-        assert all(send_increment_message(None, article, "impressions") for _ in range(25))
-        spool = get_spool()
-        assert len(spool) == 25
-        proxy.restore()
-        deadline = time.monotonic() + 20
-        while len(spool):
-            assert time.monotonic() < deadline, f"{len(spool)} messages still spooled"
-            time.sleep(0.2)
-    result = fold_direct()
-    assert (result.messages, result.duplicates) == (25, 0)
-    assert ArticleTrackableData.objects.get().impressions == 25
-
-
-def test_replay_command(proxy, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("trackable.delivery.ensure_replayer", lambda: None)  # only the command replays here
-    article = Article.objects.create(title="a")
-    with through(proxy, TRACKABLE_SPOOL_DIR=str(tmp_path / "spool")):
+    with through(proxy, TRACKABLE_JOURNAL_RELAY_INTERVAL=3600):
         proxy.cut()
         for _ in range(3):
-            send_increment_message(None, article, "impressions")
+            assert send_increment_message(None, article, "impressions") is True
         with pytest.raises(CommandError) as err:
-            call_command("trackable_replay_spool")
-        assert str(err.value) == "The broker is still unreachable; 3 messages stay spooled."
+            call_command("trackable_relay")
+        assert str(err.value).startswith("The broker is unreachable (")
+        from trackable.conf import settings
+
+        left = relay.journal_backlog(settings.journal_dir)
+        assert left > 0
+        assert str(err.value).endswith(f"); {left} bytes stay in the journal.")
         proxy.restore()
         transport.reset()  # skip the back-off instead of waiting for it
-        call_command("trackable_replay_spool")
-    assert capsys.readouterr().out.splitlines()[-1] == "Replayed 3 of 3 spooled messages; 0 left."
+        call_command("trackable_relay")
+    assert capsys.readouterr().out.splitlines()[-1] == "Relayed 3 events; 0 bytes left in the journal; 0 files set aside."
     fold_direct()
     assert ArticleTrackableData.objects.get().impressions == 3
-
-
-def test_replay_command_without_spool():
-    with pytest.raises(CommandError) as err:
-        call_command("trackable_replay_spool")
-    assert str(err.value) == "TRACKABLE_SPOOL_DIR is not set, so there is no spool to replay."

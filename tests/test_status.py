@@ -51,6 +51,7 @@ def test_an_idle_pipeline():
     assert status["ledger"]["folded_messages"] == 0
 
 
+@pytest.mark.usefixtures("direct_publish")
 def test_queued_messages_then_a_fold(settings):
     article = Article(pk=7)
     for _ in range(3):
@@ -112,7 +113,8 @@ def test_an_unreachable_broker_is_reported_and_fails_the_command():
         assert json.loads(out.getvalue())["queues"] == []
         out = StringIO()
         call_command("trackable_status", "--no-broker", stdout=out)
-        assert out.getvalue().startswith("Broker: not asked\nLast fold: none recorded\n")
+        assert out.getvalue().startswith("Sending: through the journal in ")
+        assert "\nBroker: not asked\nLast fold: none recorded\n" in out.getvalue()
 
 
 @pytest.mark.no_broker

@@ -263,3 +263,15 @@ def test_a_fold_deletes_the_salts_of_ended_periods(clock):
     clock.at = NOON + timedelta(days=1)  # no web process loads salts on day 11: the fold deletes day 10's
     fold(PageData)
     assert [s.period_start.day for s in VisitorSalt.objects.all()] == [11]
+
+
+@pytest.mark.no_broker
+def test_the_relay_sums_one_visitors_events_and_keeps_visitors_apart():
+    from trackable.relay import batch_messages
+
+    event = ["testapp.pagedata", "testapp.page", 1, "views", 1, ts(NOON)]
+    events = [[*event, {"u": "00000000000000aa"}], [*event, {"u": "00000000000000aa"}], [*event, {"u": "00000000000000bb"}], event]
+    [(label, _, out)] = batch_messages("seg", 0, 100, events)
+    assert sorted(map(tuple, (e[4:5] + e[6:] for e in out)), key=str) == sorted(
+        [(2, {"u": "00000000000000aa"}), (1, {"u": "00000000000000bb"}), (1,)], key=str
+    )

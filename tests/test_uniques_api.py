@@ -129,9 +129,9 @@ def test_misdeclared_unique_fields_are_reported():
 
     errors = _check_unique_field(AllTime, AllTime._meta.get_field("people"))
     assert [(e.id, e.msg) for e in errors] == [
-        ("trackable.E030", "testapp.AllTime.people is a UniqueVisitors field on a data model without buckets."),
-        ("trackable.E030", "testapp.AllTime.people counts the visitors of 'clicks', which are not counter fields of AllTime."),
-        ("trackable.E030", "testapp.AllTime.people has lg_k=30, outside 4–21."),
+        ("trackable.E040", "testapp.AllTime.people is a UniqueVisitors field on a data model without buckets."),
+        ("trackable.E040", "testapp.AllTime.people counts the visitors of 'clicks', which are not counter fields of AllTime."),
+        ("trackable.E040", "testapp.AllTime.people has lg_k=30, outside 4–21."),
     ]
 
 

@@ -309,6 +309,7 @@ def test_dashboard_is_for_staff_and_shows_totals_and_top_objects(client, db, sta
     assert client.get(url + "?days=0").status_code == 400
 
 
+@pytest.mark.usefixtures("direct_publish")
 def test_dashboard_shows_the_pipeline_status(client, db, staff):
     from trackable.messaging import process_messages, send_increment_message
 

@@ -15,6 +15,9 @@ class SimpleTrackableConfig(AppConfig):
 
     def ready(self) -> None:
         from trackable import checks as trackable_checks
+        from trackable.conf import warn_replaced
+
+        warn_replaced()  # settings of the buffer and the spool, which the journal replaced
 
         checks.register(trackable_checks.check_settings, "trackable")
         checks.register(trackable_checks.check_registry, "trackable", checks.Tags.models)

@@ -4,9 +4,10 @@ Ids: trackable.E001 broker URL unusable · E002 no folder for filesystem:// · E
 E004 a numeric setting is not a number in its range · E005 database without an upsert · W001 deprecated
 setting name · E006 bad spider_fields on a data model · E007 bad spider pattern setting · E008 google-re2 missing ·
 W002 spider dataset missing · E020 a flag setting is not True/False · E021 a setting has the wrong type · E022 a
-dotted path setting cannot be imported or is not callable. The type/range checks come from one table,
-SETTING_RULES: add a row for each new setting. E030 a UniqueVisitors field is misdeclared · E031
-UniqueVisitors fields without the datasketches package.
+dotted path setting cannot be imported or is not callable · E030 the journal folder is missing, not
+creatable or not writable · W030 a setting of a mechanism the journal replaced. The type/range checks come
+from one table, SETTING_RULES: add a row for each new setting. E040 a UniqueVisitors field is misdeclared ·
+E041 UniqueVisitors fields without the datasketches package.
 """
 from __future__ import annotations
 
@@ -23,11 +24,20 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 from django.utils.module_loading import import_string
 
-from trackable.conf import DEFAULTS, DEPRECATED_NAMES, PREFIX, settings
+from trackable.conf import DEFAULTS, DEPRECATED_NAMES, PREFIX, REPLACED_NAMES, settings
 from trackable.exceptions import TrackableDeprecationWarning
 from trackable.visitors import IDENTITIES, ROTATIONS
 
-__all__ = ["check_settings", "check_registry", "check_spiders", "check_setting_values", "SETTING_RULES", "Rule", "check_uniques"]
+__all__ = [
+    "check_settings",
+    "check_registry",
+    "check_spiders",
+    "check_setting_values",
+    "check_journal",
+    "SETTING_RULES",
+    "Rule",
+    "check_uniques",
+]
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ def _callable_path(value: Any) -> bool:
         return False
 
 
-# Setting (without the TRACKABLE_ prefix) → what it must be. Spool settings are left to their module.
+# Setting (without the TRACKABLE_ prefix) → what it must be.
 SETTING_RULES: dict[str, Rule] = {
     "COLLECTION_PERIOD": number("a positive int or float", open_low=True),
     "DISABLE_COLLECTION_TASK": flag(),
@@ -92,10 +102,14 @@ SETTING_RULES: dict[str, Rule] = {
     "QUEUE_PREFIX": typed("a non-empty string", lambda v: isinstance(v, str) and bool(v)),
     "CONNECT_TIMEOUT": number("a positive int or float", open_low=True),
     "PUBLISH_CONFIRMS": flag(),
+    "JOURNAL": flag(),
+    "JOURNAL_DIR": typed("a folder (str or Path) or None", lambda v: v is None or isinstance(v, (str, os.PathLike))),
+    "JOURNAL_MAX_BYTES": number("a positive int", ints=True, low=1),
+    "JOURNAL_RELAY_INTERVAL": number("a positive int or float", open_low=True),
+    "JOURNAL_EXIT_TIMEOUT": number("a positive int or float", open_low=True),
+    "JOURNAL_FSYNC": flag(),
     "CAPTURE_CONNECTION_ERRORS": flag(),
     "OUTAGE_MAIL_INTERVAL": number("a number of seconds (0: never mail)"),
-    "BUFFER_MAX_EVENTS": number("an int, 0 to send without a buffer", ints=True),
-    "BUFFER_MAX_DELAY": number("a positive int or float", open_low=True),
     "REMOVE_MALFORMED_MESSAGES": flag(),
     "MAX_MESSAGE_BYTES": number("a positive int", ints=True, low=1),
     "LEDGER_RETENTION": number("a positive int or float", open_low=True),
@@ -187,7 +201,40 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="trackable.W001",
                 )
             )
+    for name, instead in REPLACED_NAMES.items():
+        if hasattr(django_settings, PREFIX + name):
+            errors.append(
+                checks.Warning(
+                    f"{PREFIX}{name} belongs to a mechanism the journal replaced; it is ignored.",
+                    hint=f"{instead[0].upper()}{instead[1:]}.",
+                    id="trackable.W030",
+                )
+            )
+    errors.extend(check_journal())
     return errors
+
+
+def check_journal() -> list[checks.CheckMessage]:
+    """Check that the journal folder exists (or can be created) and is writable, when the journal is on."""
+    if settings.JOURNAL is not True:
+        return []
+    folder = settings.journal_dir
+    fix = "Set TRACKABLE_JOURNAL_DIR to a writable folder on a local disk, or TRACKABLE_JOURNAL = False to publish from the request."
+    if folder is None:
+        problem = "The trackable journal has no folder (TRACKABLE_JOURNAL_DIR is not set and there is no BASE_DIR)."
+    else:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            problem = f"The trackable journal folder {str(folder)!r} cannot be created: {err.strerror or err}."
+        else:
+            if not folder.is_dir():
+                problem = f"The trackable journal folder {str(folder)!r} is not a folder."
+            elif not os.access(folder, os.W_OK | os.X_OK):
+                problem = f"The trackable journal folder {str(folder)!r} is not writable by this process."
+            else:
+                return []
+    return [checks.Error(problem, hint=fix, id="trackable.E030")]
 
 
 def check_registry(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -401,7 +448,7 @@ def check_uniques(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                     f"{declared[0][0]._meta.label}.{declared[0][1].name} is a UniqueVisitors field, but the datasketches "
                     "package is not installed, so no fold can merge its sketches.",
                     hint="pip install 'django-trackable[uniques]'.",
-                    id="trackable.E031",
+                    id="trackable.E041",
                 )
             )
     return errors
@@ -421,4 +468,4 @@ def _check_unique_field(model: Any, field: Any) -> list[checks.CheckMessage]:
                          f"Name counter fields of {model.__name__} in of=, or leave it out to count every event's visitor."))
     if isinstance(field.lg_k, bool) or not isinstance(field.lg_k, int) or not 4 <= field.lg_k <= 21:
         problems.append((f"has lg_k={field.lg_k!r}, outside 4–21", "Leave lg_k out (12) or choose an integer from 4 to 21."))
-    return [checks.Error(f"{where} {text}.", hint=hint, obj=model, id="trackable.E030") for text, hint in problems]
+    return [checks.Error(f"{where} {text}.", hint=hint, obj=model, id="trackable.E040") for text, hint in problems]

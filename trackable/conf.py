@@ -11,7 +11,7 @@ from django.dispatch import receiver
 
 from trackable.exceptions import TrackableDeprecationWarning
 
-__all__ = ["settings", "TrackableSettings", "DEFAULTS", "PREFIX", "DEPRECATED_NAMES"]
+__all__ = ["settings", "TrackableSettings", "DEFAULTS", "PREFIX", "DEPRECATED_NAMES", "REPLACED_NAMES", "warn_replaced"]
 
 PREFIX = "TRACKABLE_"
 
@@ -27,14 +27,17 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_PREFIX": "trackable",
     "CONNECT_TIMEOUT": 1.0,  # seconds the request path may wait for the broker
     "PUBLISH_CONFIRMS": True,  # amqp://: wait for the broker's confirm, so no publish is lost silently
-    # Request path: what a broker outage does to a view.
+    # The journal (trackable/journal.py, trackable/relay.py): each send appends to a local file that a
+    # background thread relays to the broker. False: publish from the request (no journal).
+    "JOURNAL": True,
+    "JOURNAL_DIR": None,  # None: BASE_DIR / "trackable-journal"
+    "JOURNAL_MAX_BYTES": 1024**3,  # unrelayed bytes on disk past which sends are refused (and counted)
+    "JOURNAL_RELAY_INTERVAL": 0.5,  # seconds between two relays of a process's journal
+    "JOURNAL_EXIT_TIMEOUT": 5.0,  # seconds a process exiting spends relaying what is left
+    "JOURNAL_FSYNC": False,  # fsync every record: survives power loss, costs a disk flush per send
+    # Broker outages: what they do to a view without the journal, and the mail to ADMINS.
     "CAPTURE_CONNECTION_ERRORS": False,
-    "SPOOL_DIR": None,  # a folder on the web host keeping the events of a broker outage; None: off
     "OUTAGE_MAIL_INTERVAL": 3600,  # seconds between two outage mails to ADMINS; 0: never mail
-    # Producer buffer (trackable/buffer.py): gather up to this many events for at most this many
-    # seconds and publish them as one message per data model; 0 events means off (one message per send).
-    "BUFFER_MAX_EVENTS": 0,
-    "BUFFER_MAX_DELAY": 1.0,
     # Bad input: dead-letter malformed messages (kept) or remove them.
     "REMOVE_MALFORMED_MESSAGES": False,
     "MAX_MESSAGE_BYTES": 1024 * 1024,
@@ -75,6 +78,25 @@ DEFAULTS: dict[str, Any] = {
 
 # Old spelling → new name; honoured with a TrackableDeprecationWarning.
 DEPRECATED_NAMES = {"USER_AGENT_FILTERTING": "USER_AGENT_FILTERING"}
+
+# Settings of the mechanisms the journal replaced → what to do instead; accepted (ignored) with a warning.
+REPLACED_NAMES = {
+    "BUFFER_MAX_EVENTS": "the journal's relay now sends many events per message on its own (TRACKABLE_JOURNAL); remove it",
+    "BUFFER_MAX_DELAY": "use TRACKABLE_JOURNAL_RELAY_INTERVAL, the seconds between two relays of the journal",
+    "SPOOL_DIR": "the journal keeps the events of a broker outage; use TRACKABLE_JOURNAL_DIR to choose its folder",
+}
+
+
+def warn_replaced() -> list[str]:
+    """Warn (TrackableDeprecationWarning) about each replaced setting in use; return their names."""
+    present = [name for name in REPLACED_NAMES if hasattr(django_settings, PREFIX + name)]
+    for name in present:
+        warnings.warn(
+            f"The setting {PREFIX}{name} is deprecated and ignored: {REPLACED_NAMES[name]}.",
+            TrackableDeprecationWarning,
+            stacklevel=2,
+        )
+    return present
 
 
 class TrackableSettings:
@@ -127,6 +149,14 @@ class TrackableSettings:
         return Path(base) / "trackable-queue" if base else None
 
     @property
+    def journal_dir(self) -> Path | None:
+        """Return the journal folder, or None when it cannot be determined."""
+        if self.JOURNAL_DIR:
+            return Path(self.JOURNAL_DIR)
+        base = getattr(django_settings, "BASE_DIR", None)
+        return Path(base) / "trackable-journal" if base else None
+
+    @property
     def time_zone(self) -> str:
         """Return the name of the zone buckets are cut in."""
         return self.TIME_ZONE or getattr(django_settings, "TIME_ZONE", None) or "UTC"
@@ -158,3 +188,7 @@ def _reload_settings(*, setting: str, **kwargs: Any) -> None:
         from trackable import transport
 
         transport.reset()
+        if setting.startswith(PREFIX + "JOURNAL") or setting == "BASE_DIR":
+            from trackable import relay
+
+            relay.reset()  # the next send opens a segment in the folder now configured

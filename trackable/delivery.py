@@ -1,35 +1,25 @@
-"""Publish one message body, and what to do when the broker cannot take it (spool, capture or raise)."""
+"""Publish from the request (TRACKABLE_JOURNAL = False): capture or raise when the broker cannot take it."""
 from __future__ import annotations
 
-import logging
-
-from trackable import outage, transport
+from trackable import messages, outage, transport
 from trackable.conf import settings
 from trackable.exceptions import TrackableConnectionError
-from trackable.spool import ensure_replayer, get_spool
 
-__all__ = ["deliver"]
-
-logger = logging.getLogger("trackable")
+__all__ = ["deliver", "deliver_grouped"]
 
 
-def deliver(body: bytes, data_label: str) -> bool:
-    """Publish one body; during an outage spool it, or capture the error, or raise it (in that order)."""
+def deliver(body: bytes, data_label: str, events: int = 1) -> bool:
+    """Publish one body; on a broker failure return False (TRACKABLE_CAPTURE_CONNECTION_ERRORS) or raise."""
     try:
         transport.publish(body, data_label)
         return True
     except TrackableConnectionError as err:
-        spool = get_spool()
-        if spool is not None:
-            try:
-                spool.put(body, data_label)
-            except OSError as spool_error:
-                logger.error("Could not spool a tracking message: %s", spool_error)
-            else:
-                outage.report_failure(err, spooled=True)
-                ensure_replayer()
-                return True
-        outage.report_failure(err, spooled=False)
+        outage.report_failure(err, kept=False, lost=events)
         if settings.CAPTURE_CONNECTION_ERRORS:
             return False
         raise
+
+
+def deliver_grouped(grouped: dict[str, list[tuple]]) -> bool:
+    """Publish one message per data model of one send; return whether all were published."""
+    return all([deliver(messages.build(events), data_label, len(events)) for data_label, events in grouped.items()])

@@ -20,7 +20,7 @@ from kombu import Connection, Consumer, Producer
 from trackable import ledger, messages, redisqueue, transport
 from trackable.buckets import bucket_start, get_zone
 from trackable.conf import settings
-from trackable.exceptions import MalformedMessage, NotRegistered
+from trackable.exceptions import MalformedMessage, NotRegistered, TrackableConnectionError
 from trackable.fields import unique_fields
 from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields
 from trackable.sites import site
@@ -96,9 +96,11 @@ def process_messages(
 ) -> FoldResult:
     """Fold the queued messages of `data_models` (default: all registered) into rows; return the counts.
 
-    Drains until the queues stay empty for `idle_timeout` seconds or `max_messages` were taken.
+    Drains until the queues stay empty for `idle_timeout` seconds or `max_messages` were taken. First
+    relays this host's journal: this process's own segments and those of processes that died.
     """
     started = time.monotonic()
+    _relay_journal()
     result = FoldResult()
     chosen = _resolve_data_models(data_models)
     if not chosen:
@@ -129,6 +131,16 @@ def process_messages(
 
     record_fold_run(result)
     return result
+
+
+def _relay_journal() -> None:
+    """Publish what the journal of this host holds, so a fold right after a send (or a crash) counts it."""
+    from trackable import relay
+
+    try:
+        relay.flush()
+    except TrackableConnectionError as err:
+        logger.warning("Could not relay the trackable journal before folding: %s", err)
 
 
 def _room(result: FoldResult, batch_size: int, max_messages: int | None) -> int:

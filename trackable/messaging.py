@@ -1,4 +1,10 @@
-"""Send tracking messages from views (the public producer API) and fold them (process_messages)."""
+"""Send tracking messages from views (the public producer API).
+
+Sends append to the process's journal (trackable/journal.py), relayed to the broker by a background
+thread (trackable/relay.py); with ``TRACKABLE_JOURNAL = False`` they publish from the request
+(trackable/delivery.py). ``process_messages`` and ``FoldResult`` (the fold) stay importable from here,
+loaded on first use: a web process imports only what sending needs.
+"""
 from __future__ import annotations
 
 import logging
@@ -11,11 +17,9 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from trackable import buffer, messages, visitors
-from trackable.delivery import deliver
+from trackable import delivery, messages, relay, visitors
 from trackable.conf import settings
 from trackable.fields import feeds_visitors
-from trackable.folding import FoldResult, process_messages
 from trackable.sites import site
 
 __all__ = [
@@ -30,6 +34,17 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trackable")
+
+_FOLD_NAMES = {"process_messages", "FoldResult"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the fold on first use of process_messages or FoldResult (PEP 562): senders never import it."""
+    if name in _FOLD_NAMES:
+        from trackable import folding
+
+        return getattr(folding, name)
+    raise AttributeError(f"module 'trackable.messaging' has no attribute {name!r}")
 
 
 class TrackableMessage(ABC):
@@ -65,7 +80,7 @@ class TrackableMessage(ABC):
         return spiders.divert(grouped) if spiders.is_spider(self.request.META.get("HTTP_USER_AGENT")) else grouped
 
     def build(self, ts_ms: int | None = None) -> dict[str, list[tuple]]:
-        """Return the events of this message grouped by data model label (a 7th item {"u": hash} carries the visitor); raise on bad fields."""
+        """Return the events grouped by data model label (a 7th item {"u": hash}: the visitor); raise on bad fields."""
         obj = self.obj
         pk = obj.pk
         if pk is None:
@@ -89,18 +104,16 @@ class TrackableMessage(ABC):
         return grouped
 
     def send(self) -> bool:
-        """Publish the message; return False if it was filtered out or a connection error was captured."""
-        grouped = self.build()  # bad input raises here, before anything is published or filtered
+        """Journal the events (or publish them); return False if filtered out, refused or captured."""
+        grouped = self.build()  # bad input raises here, before anything is journaled or filtered
         if not self.should_send():
             return False
         grouped = self.screen(grouped)
         if not grouped:
             return False
-        if settings.BUFFER_MAX_EVENTS > 0:
-            buffer.add(grouped)  # published later as one message per data model (trackable/buffer.py)
-            return True
-        delivered = [deliver(messages.build(events), data_label) for data_label, events in grouped.items()]
-        return all(delivered)
+        if settings.JOURNAL:
+            return relay.append([event for events in grouped.values() for event in events])
+        return delivery.deliver_grouped(grouped)
 
 
 class IncrementMessage(TrackableMessage):

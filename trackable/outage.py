@@ -1,4 +1,8 @@
-"""Broker outages on the request path: log and mail ADMINS once per outage, never from the request thread."""
+"""Broker outages: one log line and at most one mail to ADMINS per outage, never from the request thread.
+
+The journal's relay reports its failed publishes here (events wait in the journal); without the
+journal, the request path does (events are lost).
+"""
 from __future__ import annotations
 
 import logging
@@ -18,7 +22,7 @@ class _Outage:
         self.lock = threading.Lock()
         self.started: float | None = None  # monotonic time of the first failure of this outage
         self.lost = 0
-        self.spooled = 0
+        self.kept = False
         self.mailed_at = float("-inf")
         self.notifier: threading.Thread | None = None
 
@@ -26,14 +30,12 @@ class _Outage:
 _outage = _Outage()
 
 
-def report_failure(error: Exception, *, spooled: bool) -> None:
-    """Note one event that could not be published; log and mail at most once per outage or window."""
+def report_failure(error: Exception, *, kept: bool, lost: int = 0) -> None:
+    """Note a publish that failed (its events `kept` in the journal, or `lost`); log and mail once per outage."""
     outage = _outage
     with outage.lock:
-        if spooled:
-            outage.spooled += 1
-        else:
-            outage.lost += 1
+        outage.lost += lost
+        outage.kept = outage.kept or kept
         first = outage.started is None
         if first:
             outage.started = time.monotonic()
@@ -42,9 +44,10 @@ def report_failure(error: Exception, *, spooled: bool) -> None:
         if mail:
             outage.mailed_at = time.monotonic()
     if first:
-        logger.error("The trackable broker is unreachable (%s); events are %s.", error, "spooled" if spooled else "lost")
+        fate = "kept in the journal until it is back" if kept else "lost"
+        logger.error("The trackable broker is unreachable (%s); events are %s.", error, fate)
     if mail:
-        outage.notifier = threading.Thread(target=_mail_admins, args=(str(error), interval), daemon=True)
+        outage.notifier = threading.Thread(target=_mail_admins, args=(str(error), interval, kept), daemon=True)
         outage.notifier.start()
 
 
@@ -56,11 +59,12 @@ def report_success() -> None:
     with outage.lock:
         if outage.started is None:
             return
-        seconds, lost, spooled = time.monotonic() - outage.started, outage.lost, outage.spooled
-        outage.started, outage.lost, outage.spooled = None, 0, 0
-    logger.warning(
-        "The trackable broker is back after %.1fs; %d events were lost and %d spooled meanwhile.", seconds, lost, spooled
-    )
+        seconds, lost, kept = time.monotonic() - outage.started, outage.lost, outage.kept
+        outage.started, outage.lost, outage.kept = None, 0, False
+    if kept:
+        logger.warning("The trackable broker is back after %.1fs; the journal relays what it kept meanwhile.", seconds)
+    else:
+        logger.warning("The trackable broker is back after %.1fs; %d events were lost meanwhile.", seconds, lost)
 
 
 def last_notifier() -> threading.Thread | None:
@@ -74,7 +78,7 @@ def reset() -> None:
     _outage = _Outage()
 
 
-def _mail_admins(error: str, interval: float) -> None:
+def _mail_admins(error: str, interval: float, kept: bool) -> None:
     """Mail ADMINS unless another process of the site did within `interval` (shared through the cache)."""
     from django.core.cache import cache
     from django.core.mail import mail_admins
@@ -87,7 +91,13 @@ def _mail_admins(error: str, interval: float) -> None:
     mail_admins(
         "Tracking broker unreachable",
         f"django-trackable could not publish to its broker: {error}\n\n"
-        "Views keep answering; events are spooled if TRACKABLE_SPOOL_DIR is set, otherwise they are lost "
-        f"until the broker is back. You will not be mailed about this again for {interval:g} seconds.",
+        + (
+            "Views keep answering; events wait in the trackable journal and are relayed when the broker is back "
+            "(up to TRACKABLE_JOURNAL_MAX_BYTES; past it they are refused and counted). "
+            if kept
+            else "Views keep answering; without the journal (TRACKABLE_JOURNAL = False) events are lost until the "
+            "broker is back. "
+        )
+        + f"You will not be mailed about this again for {interval:g} seconds.",
         fail_silently=True,
     )

@@ -118,7 +118,7 @@ def merge_visits(connection: BaseDatabaseWrapper, model: type[models.Model], vis
 
     fields = unique_fields(model)
     if not fields or not visits or not issubclass(model, TrackableTimeSeriesData):
-        return 0  # trackable.E030 reports a UniqueVisitors field on a data model without buckets
+        return 0  # trackable.E040 reports a UniqueVisitors field on a data model without buckets
     updates: dict[tuple, dict[str, Any]] = {}
     for key, pairs in visits.items():
         for field in fields:

@@ -6,11 +6,13 @@ monitoring; `record_fold_run()` is called once at the end of every process_messa
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.db import DatabaseError, router, transaction
@@ -18,13 +20,13 @@ from django.db.models import Count, Sum
 from django.utils import timezone as dj_timezone
 from kombu.exceptions import OperationalError
 
-from trackable import messages, transport
+from trackable import journal, messages, transport
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage
 from trackable.models import FoldedMessage, FoldRun, ImportedChunk
 from trackable.sites import site
 
-__all__ = ["collect_status", "record_fold_run", "queue_depths"]
+__all__ = ["collect_status", "record_fold_run", "queue_depths", "journal_status"]
 
 logger = logging.getLogger("trackable")
 
@@ -154,10 +156,70 @@ def _fold_facts(now: Any) -> dict[str, Any]:
     return facts
 
 
+STATUS_READ_BYTES = 8 * 1024 * 1024  # unrelayed bytes read per segment to count its events
+
+
+def describe_journal(folder: Path) -> dict[str, Any]:
+    """Return the journal's backlog (events, bytes, oldest unrelayed age), its live and orphaned segments."""
+    facts: dict[str, Any] = {"segments": 0, "orphan_segments": 0, "backlog_bytes": 0, "backlog_events": 0}
+    facts.update(backlog_events_exact=True, oldest_unrelayed_age=None)
+    oldest: int | None = None
+    for name, info in journal.scan(folder):
+        facts["segments"] += 1
+        try:
+            done = journal.load_state(folder / f"{name[: -len(journal.SEGMENT_SUFFIX)]}{journal.STATE_SUFFIX}").done
+        except journal.JournalDamaged:
+            done = 0
+        facts["backlog_bytes"] += max(0, info.st_size - done)
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NONBLOCK | journal.OPEN_FLAGS)
+        except OSError:
+            continue
+        try:
+            if _is_orphan(fd):
+                facts["orphan_segments"] += 1
+            events, end, _ = journal.read_records(fd, done, STATUS_READ_BYTES)
+        finally:
+            os.close(fd)
+        facts["backlog_events"] += len(events)
+        if end < info.st_size and info.st_size - done > STATUS_READ_BYTES:
+            facts["backlog_events_exact"] = False
+        first = min((e[5] for e in events if isinstance(e[5], int)), default=None)
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    if oldest is not None:
+        facts["oldest_unrelayed_age"] = round(max(0.0, time.time() - oldest / 1000), 3)
+    facts["damaged_files"] = journal.damaged_count(folder)
+    facts["refused_events"] = journal.refused_count(folder)
+    return facts
+
+
+def _is_orphan(fd: int) -> bool:
+    """Return whether nobody holds the segment's lock (its process is gone); let go of it at once."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
+
+def journal_status() -> dict[str, Any]:
+    """Return the producer's mode and, with the journal, its backlog, orphans, damaged files and refusals."""
+    if not settings.JOURNAL:
+        return {"mode": "direct", "folder": None}
+    folder = settings.journal_dir
+    facts: dict[str, Any] = {"mode": "journal", "folder": str(folder) if folder else None}
+    if folder is not None:
+        facts.update(describe_journal(folder))
+    return facts
+
+
 def collect_status(*, broker: bool = True) -> dict[str, Any]:
     """Return the state of the pipeline as a JSON-ready dict (broker facts are None if it is unreachable)."""
     now = dj_timezone.now()
     status: dict[str, Any] = {"time": now.isoformat(), "broker": None, "broker_error": None}
+    status["journal"] = journal_status()
     status["queues"], status["dead_letters"] = [], None
     if broker:
         conn = transport.connection()

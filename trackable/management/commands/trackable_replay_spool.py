@@ -1,26 +1,20 @@
-"""manage.py trackable_replay_spool: publish the messages kept in TRACKABLE_SPOOL_DIR during an outage."""
+"""manage.py trackable_replay_spool: deprecated name of trackable_relay (the journal replaced the spool)."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from trackable.exceptions import TrackableDeprecationWarning
+from trackable.management.commands.trackable_relay import Command as RelayCommand
 
-from trackable.spool import get_spool
 
-
-class Command(BaseCommand):
-    help = "Publish the tracking messages spooled during a broker outage (oldest first)."
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--limit", type=int, default=None, help="Publish at most this many.")
+class Command(RelayCommand):
+    help = "Deprecated: use manage.py trackable_relay (the journal replaced the outage spool)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        spool = get_spool()
-        if spool is None:
-            raise CommandError("TRACKABLE_SPOOL_DIR is not set, so there is no spool to replay.")
-        before = len(spool)
-        sent = spool.replay(options["limit"])
-        left = len(spool)
-        self.stdout.write(f"Replayed {sent} of {before} spooled messages; {left} left.")
-        if left and options["limit"] is None:
-            raise CommandError(f"The broker is still unreachable; {left} messages stay spooled.")
+        warnings.warn(
+            "manage.py trackable_replay_spool is deprecated: the journal replaced the spool; run manage.py trackable_relay.",
+            TrackableDeprecationWarning,
+            stacklevel=2,
+        )
+        super().handle(*args, **options)

@@ -29,7 +29,8 @@ class Command(BaseCommand):
 
 def describe(status: dict[str, Any]) -> list[str]:
     """Return the status as lines of text."""
-    out = [f"Broker: {status['broker'] or 'not asked'}"]
+    out = describe_journal(status["journal"])
+    out.append(f"Broker: {status['broker'] or 'not asked'}")
     for q in status["queues"]:
         age = "" if q["oldest_event_age"] is None else f", oldest event {q['oldest_event_age']:.0f}s old"
         out.append(f"  {q['data_model']}: {q['messages']} queued messages{age}")
@@ -51,4 +52,21 @@ def describe(status: dict[str, Any]) -> list[str]:
     hour = status["folds_last_hour"]
     out.append(f"Last hour: {hour['runs']} folds, {hour['events']} events from {hour['messages']} messages")
     out.append(f"Ledger: {status['ledger']['folded_messages']} folded message ids, {status['import_ledger']['chunks']} imported chunks")
+    return out
+
+
+def describe_journal(facts: dict[str, Any]) -> list[str]:
+    """Return the producer's mode and journal backlog as lines of text."""
+    if facts["mode"] == "direct":
+        return ["Sending: direct publish from the request (TRACKABLE_JOURNAL = False)"]
+    out = [f"Sending: through the journal in {facts['folder']}"]
+    if "segments" not in facts:
+        return out
+    age = "" if facts["oldest_unrelayed_age"] is None else f", oldest {facts['oldest_unrelayed_age']:.0f}s old"
+    approx = "" if facts["backlog_events_exact"] else "at least "
+    out.append(
+        f"  backlog: {approx}{facts['backlog_events']} events in {facts['backlog_bytes']} bytes{age}; "
+        f"{facts['segments']} segments, {facts['orphan_segments']} orphaned"
+    )
+    out.append(f"  refused (over TRACKABLE_JOURNAL_MAX_BYTES): {facts['refused_events']} events; damaged files set aside: {facts['damaged_files']}")
     return out

@@ -1,0 +1,216 @@
+"""W1, the site: requests/s of one Item page served by gunicorn, counted in different ways.
+
+    pip install -e .[bench]                      # gunicorn and django-hitcount come with it
+    python bench/bench_web.py                    # RabbitMQ, Redis and filesystem://, 10 rounds each
+    python bench/bench_web.py --broker amqp --rounds 20 --seconds 5
+    python bench/bench_web.py --mode 'fsync={"TRACKABLE_JOURNAL_FSYNC": true}'
+
+A real site: gunicorn with 2 sync workers (bench.webapp, PostgreSQL, sessions and auth middleware)
+and a load generator in its own process on 127.0.0.1 (tests/webload.py: a new connection per
+request, as sync workers close them anyway; every request a new visitor without cookies). Each
+variant is a view over the same page; settings that make a mode are applied per server start
+(TRACKABLE_BENCH_WEB_SETTINGS): one gunicorn per distinct settings, all started up front on their own
+ports and idle while another is measured. Rounds are short and interleaved (the variants in a
+rotated order); each variant's requests/s is divided by the untracked view's of the same round, and
+the medians are printed and written to bench/out/. The fold does not run meanwhile: the queues are
+emptied after each round.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+BROKERS = ("amqp", "redis", "filesystem")
+ITEMS = 50
+FAILED: dict[str, int] = {}  # label → requests not answered 200 over all rounds
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One line of the table: a view of the page, the settings of its server, the brokers it applies to."""
+
+    label: str
+    path: str
+    settings: dict = field(default_factory=dict)
+    brokers: tuple[str, ...] = BROKERS
+
+
+BASELINE = "untracked"
+# Add a mode by adding a line (or with --mode on the command line).
+VARIANTS = [
+    Variant(BASELINE, "/plain/{n}/"),
+    Variant('Item.objects.filter(pk=pk).update(views=F("views") + 1)', "/update/{n}/"),
+    Variant("django-hitcount, HitCountDetailView with count_hit = True", "/hitcount/{n}/"),
+    Variant("send_increment_message, defaults (the journal)", "/tracked/{n}/"),
+    Variant("same, TRACKABLE_JOURNAL = False (direct publish)", "/tracked/{n}/", {"TRACKABLE_JOURNAL": False}),
+    Variant(
+        "same, TRACKABLE_JOURNAL = False, TRACKABLE_PUBLISH_CONFIRMS = False", "/tracked/{n}/",
+        {"TRACKABLE_JOURNAL": False, "TRACKABLE_PUBLISH_CONFIRMS": False}, ("amqp",),
+    ),
+]
+
+
+def parse_mode(text: str) -> Variant:
+    """Return the variant of a --mode 'label={"TRACKABLE_X": value}' (the tracked view, every broker)."""
+    label, sep, settings = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--mode {text!r}: write it as 'label={{\"TRACKABLE_X\": value}}'.")
+    try:
+        overrides = json.loads(settings)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--mode {text!r}: the settings are not JSON ({err}).") from err
+    return Variant(label.strip(), "/tracked/{n}/", overrides)
+
+
+def groups(variants: list[Variant], broker: str) -> dict[str, list[Variant]]:
+    """Return the variants of `broker` grouped by server settings (one server start per group and round)."""
+    out: dict[str, list[Variant]] = {}
+    for v in variants:
+        if broker in v.brokers:
+            out.setdefault(json.dumps(v.settings, sort_keys=True), []).append(v)
+    return out
+
+
+def measure(port: int, path: str, args) -> tuple[float, int]:
+    """Warm up, then return (requests/s answered 200, failed requests) over args.seconds."""
+    from tests import webload
+
+    webload.start_load(port, path, count=10**9, seconds=args.warmup, concurrency=args.concurrency, items=ITEMS).join(60)
+    load = webload.start_load(port, path, count=10**9, seconds=args.seconds, concurrency=args.concurrency, items=ITEMS)
+    load.join(args.seconds + 60)
+    return load.ok.value / load.elapsed.value, load.progress.value - load.ok.value
+
+
+def start_servers(broker: str, variants: list[Variant], args, log) -> dict[str, "object"]:
+    """Start one gunicorn per distinct settings (all at once, on their own ports); return them by label."""
+    from tests import webload
+
+    servers, by_label = [], {}
+    try:
+        for settings_json, members in groups(variants, broker).items():
+            env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench.web_settings", TRACKABLE_BENCH_WEB_SETTINGS=settings_json,
+                       TRACKABLE_BENCH_CHILD="1", PYTHONPATH=str(ROOT))
+            server = webload.Gunicorn("bench.webapp.wsgi:application", env, log, workers=args.workers)
+            servers.append(server)
+            server.wait_ready()
+            by_label.update((v.label, server) for v in members)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return by_label
+
+
+def one_round(variants: list[Variant], servers: dict, rotation: int, args) -> dict[str, float]:
+    """Measure every variant once, in a rotated order; return req/s per label."""
+    from common import purge_queues
+
+    rates: dict[str, float] = {}
+    order = variants[rotation % len(variants):] + variants[:rotation % len(variants)]
+    for v in order:
+        rates[v.label], failed = measure(servers[v.label].port, v.path, args)
+        FAILED[v.label] = FAILED.get(v.label, 0) + failed  # not 200 (or no answer): reported, not counted
+    purge_queues()
+    return rates
+
+
+def run_broker(broker: str, variants: list[Variant], args) -> dict:
+    """Measure `broker` in this process (Django is set up for it); return the medians and ratios."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.web_settings"
+    from common import setup
+
+    setup(broker)
+    from bench.webapp.models import Item
+
+    Item.objects.bulk_create(Item(title=f"Item {i}", body="Lorem ipsum dolor sit amet. " * 40) for i in range(ITEMS))
+    OUT.mkdir(exist_ok=True)
+    variants = [v for v in variants if broker in v.brokers]
+    rounds = []
+    with open(OUT / f"web-{broker}-gunicorn.log", "w") as log:
+        servers = start_servers(broker, variants, args, log)
+        try:
+            for r in range(args.rounds):
+                rates = one_round(variants, servers, r, args)
+                rounds.append(rates)
+                print(json.dumps({"broker": broker, "round": r + 1, "req_per_s": {k: round(v) for k, v in rates.items()}}),
+                      flush=True)
+        finally:
+            for server in set(servers.values()):
+                server.stop()
+    return summarize(broker, rounds, args)
+
+
+def summarize(broker: str, rounds: list[dict[str, float]], args) -> dict:
+    """Return the median req/s and the median of each round's ratio to the untracked view."""
+    labels = list(rounds[0])
+    table = {}
+    for label in labels:
+        table[label] = {
+            "req_per_s": round(statistics.median(r[label] for r in rounds)),
+            "ratio": round(statistics.median(r[label] / r[BASELINE] for r in rounds), 2),
+            "ratios": [round(r[label] / r[BASELINE], 2) for r in rounds],
+            "failed_requests": FAILED.get(label, 0),
+        }
+    return {"broker": broker, "rounds": len(rounds), "seconds": args.seconds, "workers": args.workers,
+            "concurrency": args.concurrency, "table": table, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['broker']}: medians of {result['rounds']} interleaved rounds, {result['seconds']}s each")
+    for label, row in result["table"].items():
+        failed = f", {row['failed_requests']} failed requests" if row["failed_requests"] else ""
+        print(f"  {row['ratio']:5.2f}  {row['req_per_s']:6d} req/s  {label}   (rounds: {row['ratios']}{failed})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--broker", default=",".join(BROKERS), help="comma-separated: amqp, redis, filesystem")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (at least 3); medians are reported")
+    p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per variant and round")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measurement")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    p.add_argument("--concurrency", type=int, default=4, help="connections of the load generator")
+    p.add_argument("--mode", type=parse_mode, action="append", default=[],
+                   help='another tracked variant: \'label={"TRACKABLE_X": value}\' (repeatable)')
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    variants = VARIANTS + args.mode
+    if args.child:
+        print("RESULT " + json.dumps(run_broker(args.child, variants, args)), flush=True)
+        return
+    brokers = [b.strip() for b in args.broker.split(",") if b.strip()]
+    unknown = set(brokers) - set(BROKERS)
+    if unknown or args.rounds < 3:
+        p.error(f"choose brokers among {', '.join(BROKERS)} and at least 3 rounds.")
+    for broker in brokers:  # one process per broker: Django's settings name one broker
+        cmd = [sys.executable, __file__, "--child", broker] + sys.argv[1:]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+            lines = list(_stream(proc.stdout))
+        if proc.returncode:
+            sys.exit(f"bench_web.py failed on {broker} (exit {proc.returncode}); see bench/out/web-{broker}-gunicorn.log.")
+        for line in lines:
+            if line.startswith("RESULT "):
+                result = json.loads(line[7:])
+                print_table(result)
+                (OUT / f"web-{broker}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _stream(lines):
+    """Echo the child's lines as they come (the rounds), and yield them."""
+    for line in lines:
+        if not line.startswith("RESULT "):
+            print(line, end="", flush=True)
+        yield line
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""The outbox journal: each send appends its events to this process's segment file; no network, no database.
+
+Layout of ``TRACKABLE_JOURNAL_DIR``::
+
+    <24 hex digits>.seg     a segment: records appended by one process, which holds an flock on it while it lives
+    <24 hex digits>.state   the relay's checkpoint of that segment: {"done": offset, "intent": [start, end] | null}
+    refused.log             one line "<unix time> <events>" each time sends were refused (the size cap)
+    damaged/                files set aside (a bad record, a symlink, a FIFO, a name the journal never writes)
+
+A record is a 4-byte little-endian payload length, the payload's CRC-32 (4 bytes), and the payload: the
+compact JSON list of the send's events. One ``os.write`` on an ``O_APPEND`` descriptor, under a thread lock,
+writes a whole record; a record whose bytes are not all there yet is simply not committed yet.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import stat
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = [
+    "Segment",
+    "Writer",
+    "State",
+    "encode",
+    "read_records",
+    "load_state",
+    "save_state",
+    "open_orphan",
+    "set_aside",
+    "scan",
+    "damaged_count",
+    "refused_count",
+    "record_refused",
+    "SEGMENT_SUFFIX",
+]
+
+logger = logging.getLogger("trackable")
+
+HEADER = struct.Struct("<II")
+MAX_RECORD = 256 * 1024  # bytes of one send's payload; a send carries a handful of events
+SEGMENT_SUFFIX = ".seg"
+STATE_SUFFIX = ".state"
+DAMAGED = "damaged"
+REFUSED_LOG = "refused.log"
+MAX_STATE_BYTES = 4096
+_SEGMENT_NAME = re.compile(r"[0-9a-f]{24}\.seg")
+_STATE_NAME = re.compile(r"[0-9a-f]{24}\.state")
+OPEN_FLAGS = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
+
+
+class JournalDamaged(Exception):
+    """A segment holds bytes that are not a valid record: it is set aside, never retried."""
+
+
+def encode(events: list[tuple[Any, ...]]) -> bytes:
+    """Return one framed record carrying `events`."""
+    payload = _dumps(events).encode("ascii")
+    if len(payload) > MAX_RECORD:
+        raise ValueError(
+            f"One send carries {len(events)} events ({len(payload)} bytes); the journal takes at most "
+            f"{MAX_RECORD} bytes per send: send them in several calls."
+        )
+    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+class Segment:
+    """One segment file, open and flock-ed by this process (its writer or its adopter)."""
+
+    def __init__(self, folder: Path, segment_id: str, fd: int, size: int) -> None:
+        self.folder = folder
+        self.id = segment_id
+        self.fd = fd
+        self.size = size  # bytes appended, as far as this process knows (its own segments)
+        self.done = 0  # bytes relayed, as far as this process knows
+        self.published = 0  # events this process published from it
+        self.relay_lock = threading.Lock()  # one relaying thread at a time within a process
+        self.broken = False  # a write failed: no more appends; relay what is there and rotate
+
+    @property
+    def path(self) -> Path:
+        return self.folder / f"{self.id}{SEGMENT_SUFFIX}"
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / f"{self.id}{STATE_SUFFIX}"
+
+    def current_size(self) -> int:
+        """Return the size of the file now (appends of other threads included)."""
+        return os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        """Close the descriptor, which releases the flock."""
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            finally:
+                self.fd = -1
+
+    @classmethod
+    def create(cls, folder: Path) -> Segment:
+        """Create a new segment in `folder` and lock it for this process's lifetime."""
+        folder.mkdir(parents=True, exist_ok=True)
+        segment_id = f"{time.time_ns():016x}{os.urandom(4).hex()}"
+        path = folder / f"{segment_id}{SEGMENT_SUFFIX}"
+        # O_RDWR: the relay reads the segment through the same descriptor (pread ignores O_APPEND).
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        return cls(folder, segment_id, fd, 0)
+
+
+class Writer:
+    """This process's appender: one active segment, the cap, and the refusals since the last report."""
+
+    def __init__(self, folder: Path, max_bytes: int, fsync: bool) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.active: Segment | None = None
+        self.segments: list[Segment] = []  # this process's segments, oldest first, until fully relayed
+        self.backlog = 0  # unrelayed bytes of the whole folder at the relay's last scan
+        self.appended = 0  # bytes appended since that scan
+        self.refused = 0  # events refused (cap or I/O error), not yet written to refused.log
+        self.error: str | None = None  # the last I/O error, reported by the relay
+
+    def append(self, events: list[tuple[Any, ...]]) -> bool:
+        """Append one record; return False (and count the events) when the cap or an I/O error refuses it."""
+        record = encode(events)
+        with self.lock:
+            if self.backlog + self.appended + len(record) > self.max_bytes:
+                self.refused += len(events)
+                return False
+            segment = self.active
+            try:
+                if segment is None:
+                    segment = self.active = Segment.create(self.folder)
+                    self.segments.append(segment)
+                written = os.write(segment.fd, record)
+                if self.fsync:
+                    os.fdatasync(segment.fd)
+            except OSError as err:
+                self._broken(segment, str(err))
+                self.refused += len(events)
+                return False
+            if written != len(record):  # disk full: the record is torn; the segment takes no more
+                self._broken(segment, f"short write of {written} of {len(record)} bytes")
+                self.refused += len(events)
+                return False
+            segment.size += written
+            self.appended += written
+        return True
+
+    def _broken(self, segment: Segment | None, error: str) -> None:
+        self.error = error
+        if segment is not None:
+            segment.broken = True
+            self.active = None
+
+    def rotate(self, segment: Segment) -> bool:
+        """Stop appending to `segment` (the relay finished it); return whether it was the active one."""
+        with self.lock:
+            if self.active is segment:
+                self.active = None
+                return True
+            return False
+
+    def forget(self, segment: Segment) -> None:
+        """Drop a fully relayed (deleted) or set-aside segment."""
+        with self.lock:
+            if segment in self.segments:
+                self.segments.remove(segment)
+            if self.active is segment:
+                self.active = None
+        segment.close()
+
+    def close(self) -> None:
+        """Close every segment (releasing their locks: what is left becomes an orphan to adopt)."""
+        with self.lock:
+            segments, self.segments, self.active = self.segments, [], None
+        for segment in segments:
+            # Never close under a relaying thread: the descriptor's number could be reused for another file.
+            if segment.relay_lock.acquire(timeout=30):
+                try:
+                    segment.close()
+                finally:
+                    segment.relay_lock.release()
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+class State(NamedTuple):
+    """A segment's checkpoint: bytes relayed, and the batch being published (start, end) if any."""
+
+    done: int
+    intent: tuple[int, int] | None
+
+
+def load_state(path: Path) -> State:
+    """Return the checkpoint in `path` (nothing relayed when there is none); raise JournalDamaged if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | OPEN_FLAGS)
+    except FileNotFoundError:
+        return State(0, None)
+    except OSError as err:
+        raise JournalDamaged(f"checkpoint {path.name} cannot be opened: {err}") from err
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JournalDamaged(f"checkpoint {path.name} is not a regular file")
+        raw = os.read(fd, MAX_STATE_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw)
+        done, intent = data["done"], data["intent"]
+        if type(done) is not int or done < 0:
+            raise ValueError("done")
+        if intent is not None:
+            start, end = intent
+            if type(start) is not int or type(end) is not int or not done <= start < end:
+                raise ValueError("intent")
+            intent = (start, end)
+    except (ValueError, TypeError, KeyError) as err:
+        raise JournalDamaged(f"checkpoint {path.name} is not a valid checkpoint") from err
+    return State(done, intent)
+
+
+def save_state(path: Path, state: State, fsync: bool = False) -> None:
+    """Write a checkpoint atomically (a hidden temporary file renamed over the old one)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    body = _dumps({"done": state.done, "intent": list(state.intent) if state.intent else None}).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | OPEN_FLAGS, 0o600)
+    try:
+        os.write(fd, body)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_records(fd: int, start: int, limit: int) -> tuple[list[list[Any]], int, str | None]:
+    """Return (events, end offset, problem) of the whole records in at most `limit` bytes from `start`.
+
+    A record whose bytes are not all there ends the read without a problem (not committed yet);
+    a bad length, CRC or payload ends it with a problem that names the offset.
+    """
+    data = os.pread(fd, limit, start)
+    events: list[list[Any]] = []
+    pos = 0
+    while pos + HEADER.size <= len(data):
+        length, crc = HEADER.unpack_from(data, pos)
+        if length > MAX_RECORD or length == 0:
+            return events, start + pos, f"a record at byte {start + pos} claims {length} bytes"
+        end = pos + HEADER.size + length
+        if end > len(data):
+            break
+        payload = data[pos + HEADER.size : end]
+        if zlib.crc32(payload) != crc:
+            return events, start + pos, f"the record at byte {start + pos} fails its CRC check"
+        try:
+            decoded = json.loads(payload)
+            if not isinstance(decoded, list) or not all(isinstance(e, list) and len(e) in (6, 7) for e in decoded):
+                raise ValueError("not a list of events")
+        except ValueError:
+            return events, start + pos, f"the record at byte {start + pos} is not a list of events"
+        events.extend(decoded)
+        pos = end
+    return events, start + pos, None
+
+
+# -- the folder: orphans, damaged files, refusals ------------------------------------------------------
+
+
+def open_orphan(folder: Path, name: str) -> Segment | None:
+    """Open and lock a segment whose owner is gone; None when it is alive (locked) or already gone."""
+    path = folder / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as err:  # a symlink (ELOOP) or anything else the journal never writes
+        raise JournalDamaged(f"{name} cannot be opened as a segment: {err.strerror}") from err
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise JournalDamaged(f"{name} is not a regular file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None  # its owner (or another adopter) holds it
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            os.close(fd)
+            return None  # relayed and deleted by its owner just before we took the lock
+        if (now.st_ino, now.st_dev) != (info.st_ino, info.st_dev):
+            os.close(fd)
+            return None
+    except BaseException:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        raise
+    return Segment(folder, name[: -len(SEGMENT_SUFFIX)], fd, info.st_size)
+
+
+def set_aside(folder: Path, name: str, reason: str | None) -> None:
+    """Move `name` into damaged/ (kept for inspection) and log why (unless `reason` is None); it is never read again."""
+    target = folder / DAMAGED
+    target.mkdir(exist_ok=True)
+    try:
+        os.replace(folder / name, target / f"{time.time_ns():016x}-{name}")
+    except FileNotFoundError:
+        return
+    if reason is not None:
+        logger.error("Set aside the trackable journal file %s: %s. It is kept in %s.", name, reason, target)
+
+
+def scan(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (name, lstat) of the segment files of `folder`, oldest first; set aside what does not belong."""
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return
+    present = {n[: -len(SEGMENT_SUFFIX)] for n in names if n.endswith(SEGMENT_SUFFIX)}
+    for name in names:
+        if name.startswith(".") or name in (DAMAGED, REFUSED_LOG):
+            continue
+        try:
+            info = os.lstat(folder / name)
+        except FileNotFoundError:
+            continue
+        if _STATE_NAME.fullmatch(name) and stat.S_ISREG(info.st_mode):
+            if name[: -len(STATE_SUFFIX)] not in present and time.time() - info.st_mtime > 60:
+                _unlink(folder / name)  # the checkpoint of a segment deleted by a relay that died after
+            continue
+        if not _SEGMENT_NAME.fullmatch(name):
+            set_aside(folder, name, "its name is not one the journal writes")
+        elif not stat.S_ISREG(info.st_mode):
+            set_aside(folder, name, "it is not a regular file")
+        else:
+            yield name, info
+
+
+def damaged_count(folder: Path) -> int:
+    """Return how many files were set aside in damaged/ (the checkpoints kept beside their segments aside)."""
+    try:
+        return sum(1 for name in os.listdir(folder / DAMAGED) if not name.endswith(STATE_SUFFIX))
+    except FileNotFoundError:
+        return 0
+
+
+def record_refused(folder: Path, events: int) -> None:
+    """Add one line to refused.log (one small O_APPEND write: safe from many processes)."""
+    fd = os.open(folder / REFUSED_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o600)
+    try:
+        os.write(fd, f"{int(time.time())} {events}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def refused_count(folder: Path, max_bytes: int = 1024 * 1024) -> int:
+    """Return the events refused so far, from refused.log (its last `max_bytes` bytes)."""
+    try:
+        fd = os.open(folder / REFUSED_LOG, os.O_RDONLY | os.O_NONBLOCK | OPEN_FLAGS)
+    except OSError:
+        return 0
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return 0
+        size = os.fstat(fd).st_size
+        raw = os.pread(fd, max_bytes, max(0, size - max_bytes))
+    finally:
+        os.close(fd)
+    total = 0
+    for line in raw.decode("ascii", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdecimal():
+            total += int(parts[1])
+    return total
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
