@@ -32,7 +32,9 @@ setup(
         "postgres": ["psycopg[binary]>=3.1"],
         "spiders": ["crawler-user-agents>=1.0"],
         "re2": [],  # kept so that django-trackable[re2] still installs; google-re2 is now required
+        "uniques": ["datasketches>=5.0"],
         "test": [
+            "datasketches>=5.0",
             "celery>=5.7",
             "kombu[redis]>=5.7",
             "psycopg[binary]>=3.1",
@@ -48,7 +50,7 @@ setup(
         "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
         "lint": ["ruff>=0.15", "mypy>=1.18", "django-stubs>=5.2", "celery-types>=0.23", "typing-extensions>=4.6"],
-        "bench": ["kombu[redis]>=5.7", "psycopg[binary]>=3.1", "matplotlib>=3.7", "gunicorn>=21.2", "django-hitcount>=1.3.5"],
+        "bench": ["datasketches>=5.0", "kombu[redis]>=5.7", "psycopg[binary]>=3.1", "matplotlib>=3.7", "gunicorn>=21.2", "django-hitcount>=1.3.5"],
     },
     classifiers=[
         "Framework :: Django",

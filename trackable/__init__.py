@@ -11,6 +11,7 @@ __all__ = [
     "autodiscover",
     "TrackableData",
     "TrackableTimeSeriesData",
+    "UniqueVisitors",
     "AlreadyRegistered",
     "NotRegistered",
     "MINUTE",
@@ -39,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from trackable import models
 
         return getattr(models, name)
+    if name == "UniqueVisitors":
+        from trackable.fields import UniqueVisitors
+
+        return UniqueVisitors
     raise AttributeError(f"module 'trackable' has no attribute {name!r}")
 
 

@@ -10,6 +10,7 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from trackable.conf import settings
+from trackable.fields import unique_fields
 from trackable.models import Spider, TrackableTimeSeriesData, counter_fields
 
 __all__ = [
@@ -120,7 +121,7 @@ class TrackableChartsMixin:
             (name, dm)
             for dm in site.get_data_models(type(obj))
             if issubclass(dm, TrackableTimeSeriesData)
-            for name in counter_fields(dm)
+            for name in (*counter_fields(dm), *(f.name for f in unique_fields(dm)))
         ]
         if self.trackable_chart_fields is not None:
             pairs = [(name, dm) for name, dm in pairs if name in self.trackable_chart_fields]

@@ -152,7 +152,10 @@ def chart_of(
     The series stops at the bucket holding `now` (default: the current time): the rest of today is
     not drawn as zeros.
     """
-    dm = query.data_model_for(type(obj), field, data_model)
+    from trackable import uniques
+
+    unique = uniques.is_unique_field(type(obj), field)
+    dm = uniques.unique_field(type(obj), field, data_model)[0] if unique else query.data_model_for(type(obj), field, data_model)
     if granularity is None:
         # Finer than a day is unreadable over weeks: hourly and minute rows are rolled up to days.
         granularity = dm.granularity if GRANULARITY_RANK[dm.granularity] >= GRANULARITY_RANK[DAY] else DAY
@@ -160,6 +163,10 @@ def chart_of(
     start, end = query.last_buckets(int(days or settings.DEFAULT_WINDOW_DAYS), DAY, now=now)
     zone = query.resolve_zone(None)
     end = min(end, next_bucket_start(bucket_start(now, granularity, zone), granularity, zone))
-    points = query.series(obj, field, start, end, granularity=granularity, data_model=dm)
+    if unique:  # the estimate of each bucket's distinct visitors
+        people = uniques.uniques_series(obj, field, start, end, granularity=granularity, data_model=dm)
+        points = [Point(p.start, p.value.estimate) for p in people]
+    else:
+        points = query.series(obj, field, start, end, granularity=granularity, data_model=dm)
     name = dm._meta.get_field(field).verbose_name
     return render_series(points, granularity, title or f"{str(name).capitalize()} of {obj} per {granularity}")

@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "SPIDER_REFRESH_INTERVAL": 60,  # seconds between background reloads of the Spider rows; 0: never
     "USER_AGENT_MAX_LENGTH": 512,  # characters of the User-Agent that are matched
     "SPIDER_CACHE_SIZE": 4096,  # user agents whose verdict is kept per process (LRU)
+    # Unique visitors (see docs/uniques.rst and docs/privacy.rst): what identifies a visitor, and how
+    # often the salt of its hash changes (old salts are deleted, so visitors are told apart per period).
+    "VISITOR_IDENTITY": "request",  # "request" (IP + User-Agent), "session" or "user"
+    "VISITOR_SALT_ROTATION": "day",  # "hour", "day", "week" or "month", cut in TRACKABLE_TIME_ZONE
     # Registry and admin.
     "AUTODISCOVER_MODULE": "trackables",
     "REGISTER_ADMIN": None,  # None: only when DEBUG is on

@@ -21,6 +21,7 @@ from trackable import ledger, messages, redisqueue, transport
 from trackable.buckets import bucket_start, get_zone
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered, TrackableConnectionError
+from trackable.fields import unique_fields
 from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields
 from trackable.sites import site
 from trackable.upsert import upsert_increments
@@ -121,6 +122,10 @@ def process_messages(
         if connection is None:
             conn.release()
     prune_ledger()
+    if any(unique_fields(dm) for dm in chosen):
+        from trackable.visitors import rotate_salts
+
+        rotate_salts()  # a salt is deleted when its period ends, even where no web process loads salts
     result.seconds = time.monotonic() - started
     from trackable.status import record_fold_run  # trackable_status reads the last runs
 
@@ -268,7 +273,7 @@ class _Validator:
         ct_id = self.content_type_id(dm, parent_label)
         return dm, ct_id, dm._meta.get_field("object_id").to_python
 
-    def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int]]:
+    def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int, str | None]]:
         out = []
         routes = self.routes
         for event in message.events:
@@ -282,7 +287,8 @@ class _Validator:
                 object_id = to_python(event.pk)
             except ValidationError as err:
                 raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
-            out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount))
+            visitor = event.extras.get("u") if event.extras else None
+            out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount, visitor))
         return out
 
 
@@ -343,12 +349,19 @@ def _commit(fresh: list, db: str, result: FoldResult) -> None:
     if not fresh:
         return
     totals: dict[type[models.Model], dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    visits: dict[type[models.Model], dict[tuple, set]] = defaultdict(lambda: defaultdict(set))
     for _, _, rows in fresh:
-        for dm, key, field_name, amount in rows:
+        for dm, key, field_name, amount, visitor in rows:
             totals[dm][key][field_name] += amount
+            if visitor is not None and amount > 0 and unique_fields(dm):
+                visits[dm][key].add((field_name, visitor))
     connection = connections[db]
     for dm in sorted(totals, key=lambda m: m._meta.label_lower):
         result.rows += upsert_increments(connection, dm, totals[dm])
+        if dm in visits:  # the upsert created and locked the rows: now union their visitor sketches
+            from trackable.sketches import merge_visits
+
+            merge_visits(connection, dm, visits[dm])
 
 
 def _set_aside(bad: list[tuple[Any, str]], channel: Any, result: FoldResult) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "FoldedMessage",
     "FoldRun",
     "ImportedChunk",
+    "VisitorSalt",
     "counter_fields",
 ]
 
@@ -186,3 +187,19 @@ class ImportedChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source[:12]} lines {self.start}–{self.end}"
+
+
+class VisitorSalt(models.Model):
+    """The random salt of one period of visitor hashing; deleted when the period ends (trackable.visitors)."""
+
+    period_start = models.DateTimeField(_("period start"), unique=True)
+    period_end = models.DateTimeField(_("period end"))
+    salt = models.BinaryField(_("salt"), max_length=32)
+
+    class Meta:
+        verbose_name = _("visitor salt")
+        verbose_name_plural = _("visitor salts")
+        ordering = ["period_start"]
+
+    def __str__(self) -> str:
+        return f"salt of {self.period_start:%Y-%m-%d %H:%M}–{self.period_end:%Y-%m-%d %H:%M} UTC"
