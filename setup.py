@@ -19,20 +19,24 @@ setup(
     package_data={"trackable": ["fixtures/*.json", "templates/**/*", "static/**/*", "py.typed"]},
     python_requires=">=3.10",
     install_requires=[
-        "Django>=4.2,<6.0",
-        "kombu>=5.3",
+        "Django>=5.2,<6.2",
+        "kombu>=5.7",
         "google-re2>=1.1",  # spider patterns: linear-time matching, no pattern can stall a request
     ],
     extras_require={
-        "celery": ["celery>=5.3", "django-celery-beat>=2.5"],
-        "redis": ["redis>=4.5"],
+        # django-celery-beat (the DatabaseScheduler) is optional and, at 2.9, supports Django < 6.1 only:
+        # install it yourself when you want it; plain `celery beat` needs nothing more.
+        "celery": ["celery>=5.7"],
+        # kombu's own extra: the versions of redis (and packaging) its Redis transport needs.
+        "redis": ["kombu[redis]>=5.7"],
         "postgres": ["psycopg[binary]>=3.1"],
         "spiders": ["crawler-user-agents>=1.0"],
         "re2": [],  # kept so that django-trackable[re2] still installs; google-re2 is now required
+        "uniques": ["datasketches>=5.0"],
         "test": [
-            "celery>=5.3",
-            "django-celery-beat>=2.5",
-            "redis>=4.5",
+            "datasketches>=5.0",
+            "celery>=5.7",
+            "kombu[redis]>=5.7",
             "psycopg[binary]>=3.1",
             "crawler-user-agents>=1.0",
             "google-re2>=1.1",
@@ -45,16 +49,20 @@ setup(
         ],
         "browser": ["selenium>=4.20"],
         "docs": ["sphinx>=7"],
-        "bench": ["redis>=4.5", "psycopg[binary]>=3.1", "matplotlib>=3.7", "gunicorn>=21.2", "django-hitcount>=1.3.5"],
+        "lint": ["ruff>=0.15", "mypy>=1.18", "django-stubs>=5.2", "celery-types>=0.23", "typing-extensions>=4.6"],
+        "bench": ["datasketches>=5.0", "kombu[redis]>=5.7", "psycopg[binary]>=3.1", "matplotlib>=3.7", "gunicorn>=21.2", "django-hitcount>=1.3.5"],
     },
     classifiers=[
         "Framework :: Django",
-        "Framework :: Django :: 4.2",
         "Framework :: Django :: 5.2",
+        "Framework :: Django :: 6.0",
+        "Framework :: Django :: 6.1",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Typing :: Typed",
         "License :: OSI Approved :: BSD License",
     ],
 )

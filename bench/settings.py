@@ -48,3 +48,5 @@ if BROKER == "filesystem":
 TRACKABLE_JOURNAL_DIR = os.path.join(tempfile.gettempdir(), f"trackable-bench-journal-{RUN_ID}")
 if BROKER == "redis":
     TRACKABLE_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if os.environ.get("TRACKABLE_BENCH_QUEUE_TYPE", "classic") == "quorum":
+    TRACKABLE_QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}  # RabbitMQ quorum queues (docs/scaling.rst)

@@ -189,7 +189,7 @@ BASE = ("legacyapp.Hit", "testapp.ArticleTrackableData")
          "Unknown model 'legacyapp.Nope': name it as app_label.ModelName."),
         (("legacyapp.Hit", "testapp.Article", "--fields", "hits:impressions", "--link-field", "target"),
          "testapp.Article is not a registered trackable data model; registered data models: testapp.ArticleHourlyData, "
-         "testapp.ArticleTotals, testapp.ArticleTrackableData, testapp.PlayerTrackableData, testapp.PlayerVisitData, testapp.VideoTrackableData."),
+         "testapp.ArticleTotals, testapp.ArticleTrackableData, testapp.PageData, testapp.PlayerTrackableData, testapp.PlayerVisitData, testapp.VideoTrackableData."),
         (BASE + ("--link-field", "target"),
          "Give --update-fields source:dest pairs (e.g. --update-fields hits:impressions) to say which counters to copy."),
         (BASE + ("--fields", "hits=impressions"),

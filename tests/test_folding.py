@@ -207,7 +207,7 @@ def test_command_prints_a_summary(capsys):
             "testapp.Article",
             "testapp.Article is not a registered trackable data model; registered data models: "
             "testapp.ArticleHourlyData, testapp.ArticleTotals, testapp.ArticleTrackableData, "
-            "testapp.PlayerTrackableData, testapp.PlayerVisitData, testapp.VideoTrackableData.",
+            "testapp.PageData, testapp.PlayerTrackableData, testapp.PlayerVisitData, testapp.VideoTrackableData.",
         ),
     ],
 )

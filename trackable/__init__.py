@@ -1,7 +1,7 @@
 """Out-of-band, exactly-once tracking of per-object counters for Django."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.5.0"
 
@@ -11,6 +11,7 @@ __all__ = [
     "autodiscover",
     "TrackableData",
     "TrackableTimeSeriesData",
+    "UniqueVisitors",
     "AlreadyRegistered",
     "NotRegistered",
     "MINUTE",
@@ -27,6 +28,10 @@ from trackable.sites import site  # noqa: E402
 
 # The abstract models can only be defined once Django's app registry is ready, so they are
 # imported on first access (PEP 562) rather than here: `import trackable` stays safe in settings.
+# Type checkers see them as plain imports, so `class MyData(trackable.TrackableTimeSeriesData)` checks.
+if TYPE_CHECKING:
+    from trackable.models import TrackableData, TrackableTimeSeriesData
+
 _LAZY_MODELS = {"TrackableData", "TrackableTimeSeriesData"}
 
 
@@ -35,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from trackable import models
 
         return getattr(models, name)
+    if name == "UniqueVisitors":
+        from trackable.fields import UniqueVisitors
+
+        return UniqueVisitors
     raise AttributeError(f"module 'trackable' has no attribute {name!r}")
 
 

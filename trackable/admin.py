@@ -10,10 +10,12 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from trackable.conf import settings
+from trackable.fields import unique_fields
 from trackable.models import Spider, TrackableTimeSeriesData, counter_fields
 
 __all__ = [
     "TrackableDataAdmin",
+    "ParentTypeFilter",
     "TrackableChartsMixin",
     "SpiderAdmin",
     "register_data_model_admin",
@@ -21,11 +23,27 @@ __all__ = [
 ]
 
 
+class ParentTypeFilter(admin.RelatedFieldListFilter):
+    """Filter a data model's rows by parent type, offering only the parents it is registered for."""
+
+    def field_choices(self, field: Any, request: Any, model_admin: Any) -> list[tuple[Any, str]]:
+        from django.contrib.contenttypes.models import ContentType
+
+        from trackable.sites import site
+
+        types = ContentType.objects.get_for_models(*site.parents_of(model_admin.model)).values()
+        return sorted(((ct.pk, str(ct)) for ct in types), key=lambda choice: choice[1])
+
+
 class TrackableDataAdmin(admin.ModelAdmin):
-    """The default admin of a data model: the parent, the bucket and every counter, read-only."""
+    """The default admin of a data model: the parent, the bucket and every counter, read-only.
+
+    Above the change list, a chart per counter sums the listed rows (filters and drill-down applied).
+    """
 
     list_select_related = ("content_type",)
     search_fields = ("object_id",)
+    change_list_template = "trackable/admin/change_list.html"
 
     def __init__(self, model: type[models.Model], admin_site: Any) -> None:
         super().__init__(model, admin_site)
@@ -39,13 +57,26 @@ class TrackableDataAdmin(admin.ModelAdmin):
 
     def get_list_filter(self, request: Any) -> list[Any]:
         timed = [("collected_during", admin.DateFieldListFilter)] if issubclass(self.model, TrackableTimeSeriesData) else []
-        return ["content_type", *timed]
+        return [("content_type", ParentTypeFilter), *timed]
+
+    def changelist_view(self, request: Any, extra_context: dict[str, Any] | None = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        if "cl" in context:  # a TemplateResponse of the list (not a redirect or an action's page)
+            from trackable.adminchart import changelist_charts
+
+            context["trackable_charts"] = changelist_charts(context["cl"].queryset)
+        return response
 
     def has_add_permission(self, request: Any) -> bool:
         return False
 
     def has_change_permission(self, request: Any, obj: Any = None) -> bool:
         # Counts change only through the fold, so edits cannot race a worker's increments.
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        # Read-only: rows go away through retention (trim_trackable_data), not by hand.
         return False
 
 
@@ -90,7 +121,7 @@ class TrackableChartsMixin:
             (name, dm)
             for dm in site.get_data_models(type(obj))
             if issubclass(dm, TrackableTimeSeriesData)
-            for name in counter_fields(dm)
+            for name in (*counter_fields(dm), *(f.name for f in unique_fields(dm)))
         ]
         if self.trackable_chart_fields is not None:
             pairs = [(name, dm) for name, dm in pairs if name in self.trackable_chart_fields]

@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_GET
 
-from trackable import query
+from trackable import query, uniques
 from trackable.conf import settings
 from trackable.pks import pk_problem
 from trackable.sites import site
@@ -211,6 +211,9 @@ def series_view(request: HttpRequest, parent: str, pk: str) -> HttpResponse:
     start, end = parse_window(request, zone)
     granularity = request.GET.get("granularity") or None
     tz = request.GET.get("tz") or None
+    if uniques.is_unique_field(type(obj), field):
+        _check_points(start, end, granularity or uniques.unique_field(type(obj), field)[0].granularity)
+        return _unique_series(request, obj, parent, pk, field, (start, end), granularity, zone)
     _check_points(start, end, granularity or query.data_model_for(type(obj), field).granularity)
     points = query.series(obj, field, start, end, granularity=granularity, tz=tz)
     granularity = granularity or query.data_model_for(type(obj), field).granularity
@@ -241,18 +244,23 @@ def totals_view(request: HttpRequest, parent: str, pk: str) -> HttpResponse:
     zone = _zone(request)
     windowed = request.GET.get("start") or request.GET.get("end")
     start, end = parse_window(request, zone) if windowed else (None, None)
-    sums = query.totals(obj, fields, start, end)
+    unique = [f for f in fields if uniques.is_unique_field(type(obj), f)]
+    counted = [f for f in fields if f not in unique]
+    sums = query.totals(obj, counted, start, end) if counted else {}
+    people = {f: uniques.uniques(obj, f, start, end) for f in unique}
     if request.GET.get("format") == "csv":
-        return _csv(f"{parent}-{pk}-totals", ["field", "total"], [[f, n] for f, n in sums.items()])
-    return JsonResponse(
-        {
-            "parent": parent.lower(),
-            "pk": _pk_json(obj.pk),
-            "start": start and start.isoformat(),
-            "end": end and end.isoformat(),
-            "totals": sums,
-        }
-    )
+        rows = [[f, n, n, n] for f, n in sums.items()] + [[f, *e] for f, e in people.items()]
+        return _csv(f"{parent}-{pk}-totals", ["field", "total", "lower", "upper"], rows)
+    answer = {
+        "parent": parent.lower(),
+        "pk": _pk_json(obj.pk),
+        "start": start and start.isoformat(),
+        "end": end and end.isoformat(),
+        "totals": sums,
+    }
+    if unique:
+        answer.update(_unique_notes(start, end, {f: e._asdict() for f, e in people.items()}))
+    return JsonResponse(answer)
 
 
 @api_view
@@ -261,6 +269,15 @@ def top_view(request: HttpRequest, parent: str) -> HttpResponse:
     model, field, zone = _parent_model(parent), _field(request), _zone(request)
     start, end = parse_window(request, zone)
     n = whole_number(request.GET.get("n", "10"), "n", 1, 1000)
+    if uniques.is_unique_field(model, field):
+        people = uniques.top_uniques(model, field, start, end, n=n)
+        if request.GET.get("format") == "csv":
+            return _csv(f"{parent}-top-{field}", ["pk", field, "lower", "upper"], [[e.object_id, *e.value] for e in people])
+        top = [{"pk": _pk_json(e.object_id), "total": e.value.estimate, "lower": e.value.lower, "upper": e.value.upper} for e in people]
+        return JsonResponse(
+            {"parent": parent.lower(), "field": field, "start": start.isoformat(), "end": end.isoformat(), "top": top,
+             **_unique_notes(start, end)}
+        )
     ranked = query.top(model, field, start, end, n=n)
     if request.GET.get("format") == "csv":
         return _csv(f"{parent}-top-{field}", ["pk", field], [[e.object_id, e.total] for e in ranked])
@@ -274,6 +291,44 @@ def top_view(request: HttpRequest, parent: str) -> HttpResponse:
         }
     )
 
+
+def _unique_notes(start: datetime | None, end: datetime | None, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return what an answer about unique visitors says besides the numbers: bounds and salt limits."""
+    notes: dict[str, Any] = {} if values is None else {"uniques": values}
+    notes["confidence"] = 0.95
+    within = uniques.deduplicated_within(start, end)
+    notes["deduplicated_within"] = within
+    if within:
+        notes["note"] = (
+            f"Visitors are told apart within {within} only (the salt of their hash changes then): "
+            f"a visitor seen in several of those periods of this window counts once in each."
+        )
+    return notes
+
+
+def _unique_series(request: HttpRequest, obj: Any, parent: str, pk: str, field: str, window: tuple, granularity: Any, zone: Any) -> HttpResponse:
+    start, end = window
+    points = uniques.uniques_series(obj, field, start, end, granularity=granularity, tz=request.GET.get("tz") or None)
+    rows = [[p.start.isoformat(), *p.value] for p in points]
+    if request.GET.get("format") == "csv":
+        return _csv(f"{parent}-{pk}-{field}", ["bucket", field, "lower", "upper"], rows)
+    whole = uniques.uniques(obj, field, start, end)
+    return JsonResponse(
+        {
+            "parent": parent.lower(),
+            "pk": _pk_json(obj.pk),
+            "field": field,
+            "granularity": granularity or uniques.unique_field(type(obj), field)[0].granularity,
+            "tz": zone.key,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "total": whole.estimate,
+            "lower": whole.lower,
+            "upper": whole.upper,
+            "points": rows,
+            **_unique_notes(start, end),
+        }
+    )
 
 
 @api_view

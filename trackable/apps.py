@@ -23,6 +23,7 @@ class SimpleTrackableConfig(AppConfig):
         checks.register(trackable_checks.check_registry, "trackable", checks.Tags.models)
         checks.register(trackable_checks.check_spiders, "trackable")
         checks.register(trackable_checks.check_operations, "trackable", checks.Tags.models)
+        checks.register(trackable_checks.check_uniques, "trackable", checks.Tags.models)
 
 
 class TrackableConfig(SimpleTrackableConfig):

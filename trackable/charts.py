@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from datetime import datetime
 
 from django.db import models
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, YEAR
+from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, YEAR, bucket_start, next_bucket_start
 from trackable import query
 from trackable.conf import settings
 from trackable.query import Point
@@ -143,13 +145,28 @@ def chart_of(
     granularity: str | None = None,
     title: str | None = None,
     data_model: type[models.Model] | None = None,
+    now: datetime | None = None,
 ) -> SafeString:
-    """Render the chart and table of `field` for `obj` over the last `days` days (one SQL query)."""
-    dm = query.data_model_for(type(obj), field, data_model)
+    """Render the chart and table of `field` for `obj` over the last `days` days (one SQL query).
+
+    The series stops at the bucket holding `now` (default: the current time): the rest of today is
+    not drawn as zeros.
+    """
+    from trackable import uniques
+
+    unique = uniques.is_unique_field(type(obj), field)
+    dm = uniques.unique_field(type(obj), field, data_model)[0] if unique else query.data_model_for(type(obj), field, data_model)
     if granularity is None:
         # Finer than a day is unreadable over weeks: hourly and minute rows are rolled up to days.
         granularity = dm.granularity if GRANULARITY_RANK[dm.granularity] >= GRANULARITY_RANK[DAY] else DAY
-    start, end = query.last_buckets(int(days or settings.DEFAULT_WINDOW_DAYS), DAY)
-    points = query.series(obj, field, start, end, granularity=granularity, data_model=dm)
+    now = now or timezone.now()
+    start, end = query.last_buckets(int(days or settings.DEFAULT_WINDOW_DAYS), DAY, now=now)
+    zone = query.resolve_zone(None)
+    end = min(end, next_bucket_start(bucket_start(now, granularity, zone), granularity, zone))
+    if unique:  # the estimate of each bucket's distinct visitors
+        people = uniques.uniques_series(obj, field, start, end, granularity=granularity, data_model=dm)
+        points = [Point(p.start, p.value.estimate) for p in people]
+    else:
+        points = query.series(obj, field, start, end, granularity=granularity, data_model=dm)
     name = dm._meta.get_field(field).verbose_name
     return render_series(points, granularity, title or f"{str(name).capitalize()} of {obj} per {granularity}")

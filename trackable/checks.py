@@ -6,7 +6,8 @@ setting name · E006 bad spider_fields on a data model · E007 bad spider patter
 W002 spider dataset missing · E020 a flag setting is not True/False · E021 a setting has the wrong type · E022 a
 dotted path setting cannot be imported or is not callable · E030 the journal folder is missing, not
 creatable or not writable · W030 a setting of a mechanism the journal replaced. The type/range checks come
-from one table, SETTING_RULES: add a row for each new setting.
+from one table, SETTING_RULES: add a row for each new setting. E040 a UniqueVisitors field is misdeclared ·
+E041 UniqueVisitors fields without the datasketches package.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from django.utils.module_loading import import_string
 
 from trackable.conf import DEFAULTS, DEPRECATED_NAMES, PREFIX, REPLACED_NAMES, settings
 from trackable.exceptions import TrackableDeprecationWarning
+from trackable.visitors import IDENTITIES, ROTATIONS
 
 __all__ = [
     "check_settings",
@@ -34,6 +36,7 @@ __all__ = [
     "check_journal",
     "SETTING_RULES",
     "Rule",
+    "check_uniques",
 ]
 
 
@@ -97,6 +100,7 @@ SETTING_RULES: dict[str, Rule] = {
     "BROKER_TRANSPORT_OPTIONS": typed("a dict", lambda v: isinstance(v, dict)),
     "QUEUE_DIR": typed("a folder (str or Path) or None", lambda v: v is None or isinstance(v, (str, os.PathLike))),
     "QUEUE_PREFIX": typed("a non-empty string", lambda v: isinstance(v, str) and bool(v)),
+    "QUEUE_ARGUMENTS": typed("a dict of queue arguments", lambda v: isinstance(v, dict)),
     "CONNECT_TIMEOUT": number("a positive int or float", open_low=True),
     "PUBLISH_CONFIRMS": flag(),
     "JOURNAL": flag(),
@@ -128,6 +132,8 @@ SETTING_RULES: dict[str, Rule] = {
     "LINK_REPLAY_LIMIT": number("an int of 0 or more (0: no limit)", ints=True),
     "LINK_REPLAY_WINDOW": number("a positive number of seconds", open_low=True),
     "DEFAULT_WINDOW_DAYS": number("a whole number of days from 1 to 3660", ints=True, low=1, high=3660),
+    "VISITOR_IDENTITY": typed(f"one of {', '.join(map(repr, IDENTITIES))}", lambda v: v in IDENTITIES),
+    "VISITOR_SALT_ROTATION": typed(f"one of {', '.join(map(repr, ROTATIONS))}", lambda v: v in ROTATIONS),
 }
 
 
@@ -140,6 +146,21 @@ def _bad_setting(name: str, value: Any, requirement: str, check_id: str = "track
         "or remove it to use the default.",
         id=check_id,
     )
+
+
+def _unusable_broker(url: str, err: Exception) -> checks.Error:
+    """Return the E001 error for a broker URL kombu cannot use, naming the missing module if one is."""
+    scheme = url.split("://", 1)[0]
+    if isinstance(err, ImportError):
+        missing = getattr(err, "name", None)
+        what = f"the Python module {missing!r}" if missing else "the client library named above"
+        hint = f"Install {what}, which kombu's {scheme}:// transport imports"
+        if scheme in {"redis", "rediss", "sentinel"}:
+            hint += ': pip install "django-trackable[redis]" installs kombu[redis] with the versions it needs'
+        hint += "."
+    else:
+        hint = "Set TRACKABLE_BROKER_URL (or CELERY_BROKER_URL) to amqp://, redis:// or filesystem://."
+    return checks.Error(f"The trackable broker URL {url!r} is unusable: {err}.", hint=hint, id="trackable.E001")
 
 
 def check_setting_values() -> list[checks.CheckMessage]:
@@ -163,7 +184,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             errors.append(
                 checks.Error(
                     "The trackable broker is filesystem:// but no folder is set for it.",
-                    hint="Set TRACKABLE_QUEUE_DIR (or BASE_DIR), or point TRACKABLE_BROKER_URL at RabbitMQ or Redis.",
+                    hint="Set TRACKABLE_QUEUE_DIR (or kombu's data_folder_in/data_folder_out in "
+                    "TRACKABLE_BROKER_TRANSPORT_OPTIONS or CELERY_BROKER_TRANSPORT_OPTIONS, or BASE_DIR), "
+                    "or point TRACKABLE_BROKER_URL at RabbitMQ or Redis.",
                     id="trackable.E002",
                 )
             )
@@ -173,14 +196,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
             Connection(url).transport  # noqa: B018 - builds the transport (no I/O): checks scheme and client library
         except (ImportError, KeyError, ValueError) as err:
-            errors.append(
-                checks.Error(
-                    f"The trackable broker URL {url!r} is unusable: {err}.",
-                    hint="Set TRACKABLE_BROKER_URL (or CELERY_BROKER_URL) to amqp://, redis:// or filesystem://, and "
-                    "install the client library of that broker (e.g. pip install redis).",
-                    id="trackable.E001",
-                )
-            )
+            errors.append(_unusable_broker(url, err))
     try:
         from trackable.buckets import get_zone
 
@@ -419,3 +435,48 @@ def _check_retention() -> list[checks.CheckMessage]:
     except ImproperlyConfigured as err:
         return [checks.Error(str(err), hint="See the TRACKABLE_RETENTION setting in the docs.", id="trackable.E010")]
     return []
+
+
+# -- unique visitors ----------------------------------------------------------------------------------
+
+
+def check_uniques(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Check every UniqueVisitors field of the installed models (the TRACKABLE_VISITOR_* settings are in SETTING_RULES)."""
+    from django.apps import apps
+
+    from trackable.fields import unique_fields
+
+    errors: list[checks.CheckMessage] = []
+    declared = [(m, f) for m in apps.get_models() for f in unique_fields(m)]
+    for model, field in declared:
+        errors.extend(_check_unique_field(model, field))
+    if declared:
+        try:
+            import datasketches  # noqa: F401
+        except ImportError:
+            errors.append(
+                checks.Error(
+                    f"{declared[0][0]._meta.label}.{declared[0][1].name} is a UniqueVisitors field, but the datasketches "
+                    "package is not installed, so no fold can merge its sketches.",
+                    hint="pip install 'django-trackable[uniques]'.",
+                    id="trackable.E041",
+                )
+            )
+    return errors
+
+
+def _check_unique_field(model: Any, field: Any) -> list[checks.CheckMessage]:
+    from trackable.models import TrackableTimeSeriesData, counter_fields
+
+    where = f"{model._meta.label}.{field.name}"
+    problems = []
+    if not issubclass(model, TrackableTimeSeriesData):
+        problems.append(("is a UniqueVisitors field on a data model without buckets",
+                         "Declare it on a subclass of trackable.TrackableTimeSeriesData."))
+    unknown = [name for name in field.of or () if name not in counter_fields(model)]
+    if unknown:
+        problems.append((f"counts the visitors of {', '.join(map(repr, unknown))}, which are not counter fields of {model.__name__}",
+                         f"Name counter fields of {model.__name__} in of=, or leave it out to count every event's visitor."))
+    if isinstance(field.lg_k, bool) or not isinstance(field.lg_k, int) or not 4 <= field.lg_k <= 21:
+        problems.append((f"has lg_k={field.lg_k!r}, outside 4–21", "Leave lg_k out (12) or choose an integer from 4 to 21."))
+    return [checks.Error(f"{where} {text}.", hint=hint, obj=model, id="trackable.E040") for text, hint in problems]

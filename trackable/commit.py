@@ -16,6 +16,7 @@ from django.db import DataError, IntegrityError, connections, models, transactio
 from django.utils import timezone as dj_timezone
 
 from trackable import ledger
+from trackable.fields import unique_fields
 from trackable.upsert import CounterOverflow, field_range, upsert_increments
 
 __all__ = ["Committed", "commit_isolating", "REPLAY_HINT"]
@@ -96,11 +97,21 @@ def _upsert(fresh: list, db: str) -> int:
     if not fresh:
         return 0
     totals: dict[type[models.Model], dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    visits: dict[type[models.Model], dict[tuple, set]] = defaultdict(lambda: defaultdict(set))
     for _, _, rows in fresh:
-        for dm, key, field_name, amount in rows:
+        for dm, key, field_name, amount, visitor in rows:
             totals[dm][key][field_name] += amount
+            if visitor is not None and amount > 0 and unique_fields(dm):
+                visits[dm][key].add((field_name, visitor))
     connection = connections[db]
-    return sum(upsert_increments(connection, dm, totals[dm]) for dm in sorted(totals, key=lambda m: m._meta.label_lower))
+    count = 0
+    for dm in sorted(totals, key=lambda m: m._meta.label_lower):
+        count += upsert_increments(connection, dm, totals[dm])
+        if dm in visits:  # the upsert created and locked the rows: now union their visitor sketches
+            from trackable.sketches import merge_visits
+
+            merge_visits(connection, dm, visits[dm])
+    return count
 
 
 def refusal_reason(item: tuple, err: BaseException) -> str:
@@ -110,7 +121,7 @@ def refusal_reason(item: tuple, err: BaseException) -> str:
     if not isinstance(err, (CounterOverflow, OverflowError)) and sqlstate != "22003":
         return f"the database refused it: {detail}"
     totals: dict[tuple[type, str], int] = defaultdict(int)
-    for dm, _, field_name, amount in item[2]:
+    for dm, _, field_name, amount, _ in item[2]:
         totals[(dm, field_name)] += amount
     return "; ".join(_overflow_sentence(dm, name, amount) for (dm, name), amount in totals.items()) + f" ({detail})"
 

@@ -23,8 +23,9 @@ DEFAULTS: dict[str, Any] = {
     # Broker: None means Celery's broker (CELERY_BROKER_URL / BROKER_URL), then filesystem://.
     "BROKER_URL": None,
     "BROKER_TRANSPORT_OPTIONS": {},
-    "QUEUE_DIR": None,  # folder of the filesystem:// transport; None: BASE_DIR / "trackable-queue"
+    "QUEUE_DIR": None,  # folder of the filesystem:// transport; None: kombu's data_folder_in, else BASE_DIR / "trackable-queue"
     "QUEUE_PREFIX": "trackable",
+    "QUEUE_ARGUMENTS": {},  # arguments of every declared queue, e.g. {"x-queue-type": "quorum"} on RabbitMQ
     "CONNECT_TIMEOUT": 1.0,  # seconds the request path may wait for the broker
     "PUBLISH_CONFIRMS": True,  # amqp://: wait for the broker's confirm, so no publish is lost silently
     # The journal (trackable/journal.py, trackable/relay.py): each send appends to a local file that a
@@ -54,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "SPIDER_REFRESH_INTERVAL": 60,  # seconds between background reloads of the Spider rows; 0: never
     "USER_AGENT_MAX_LENGTH": 512,  # characters of the User-Agent that are matched
     "SPIDER_CACHE_SIZE": 4096,  # user agents whose verdict is kept per process (LRU)
+    # Unique visitors (see docs/uniques.rst and docs/privacy.rst): what identifies a visitor, and how
+    # often the salt of its hash changes (old salts are deleted, so visitors are told apart per period).
+    "VISITOR_IDENTITY": "request",  # "request" (IP + User-Agent), "session" or "user"
+    "VISITOR_SALT_ROTATION": "day",  # "hour", "day", "week" or "month", cut in TRACKABLE_TIME_ZONE
     # Registry and admin.
     "AUTODISCOVER_MODULE": "trackables",
     "REGISTER_ADMIN": None,  # None: only when DEBUG is on
@@ -137,10 +142,32 @@ class TrackableSettings:
         return "filesystem://"
 
     @property
+    def broker_transport_options(self) -> dict[str, Any]:
+        """Return the kombu transport options: Celery's (when the broker is Celery's), then ours on top."""
+        options: dict[str, Any] = {}
+        if not self.BROKER_URL:
+            for name in ("CELERY_BROKER_TRANSPORT_OPTIONS", "BROKER_TRANSPORT_OPTIONS"):
+                celery_options = getattr(django_settings, name, None)
+                if isinstance(celery_options, dict):
+                    options.update(celery_options)
+                    break
+        if isinstance(self.BROKER_TRANSPORT_OPTIONS, dict):
+            options.update(self.BROKER_TRANSPORT_OPTIONS)
+        return options
+
+    @property
     def queue_dir(self) -> Path | None:
-        """Return the filesystem:// queue folder, or None when it cannot be determined."""
+        """Return the filesystem:// queue folder, or None when it cannot be determined.
+
+        TRACKABLE_QUEUE_DIR, else kombu's own ``data_folder_in`` (or ``data_folder_out``) transport
+        option, else ``BASE_DIR / "trackable-queue"``.
+        """
         if self.QUEUE_DIR:
             return Path(self.QUEUE_DIR)
+        options = self.broker_transport_options
+        folder = options.get("data_folder_in") or options.get("data_folder_out")
+        if folder:
+            return Path(folder)
         base = getattr(django_settings, "BASE_DIR", None)
         return Path(base) / "trackable-queue" if base else None
 
@@ -174,7 +201,15 @@ class TrackableSettings:
 settings = TrackableSettings(DEFAULTS)
 
 # Settings Django derives ours from; a change to one of them drops the cache too.
-_WATCHED = {"CELERY_BROKER_URL", "BROKER_URL", "BASE_DIR", "TIME_ZONE", "DEBUG"}
+_WATCHED = {
+    "CELERY_BROKER_URL",
+    "BROKER_URL",
+    "CELERY_BROKER_TRANSPORT_OPTIONS",
+    "BROKER_TRANSPORT_OPTIONS",
+    "BASE_DIR",
+    "TIME_ZONE",
+    "DEBUG",
+}
 
 
 @receiver(setting_changed)

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from trackable import query
 from trackable.buckets import DAY
 from trackable.conf import settings
+from trackable.fields import unique_fields
 from trackable.models import TrackableTimeSeriesData, counter_fields
 from trackable.sites import site
 from trackable.status import collect_status
@@ -69,8 +70,21 @@ def build_sections(start: Any, end: Any, n: int = 10) -> list[Section]:
                 top = query.top_objects(parent, name, start, end, n=n, data_model=dm)
                 label = str(dm._meta.get_field(name).verbose_name)
                 counters.append(Counter(name, label, sums[name], [(str(o), _link(o), o.trackable_total) for o in top]))
+            counters += [_unique_counter(parent, dm, f, start, end, n) for f in unique_fields(dm)]
             sections.append(Section(str(parent._meta.verbose_name_plural), dm._meta.verbose_name, counters))
     return sections
+
+
+def _unique_counter(parent: Any, dm: Any, f: Any, start: Any, end: Any, n: int) -> Counter:
+    """Return a UniqueVisitors field as a dashboard counter: distinct visitors of all parents, and the top ones."""
+    from trackable import sketches, uniques
+
+    people = uniques.queryset_uniques(parent._default_manager.all(), f.name, start, end, data_model=dm)
+    top = uniques.top_uniques(parent, f.name, start, end, n=n, data_model=dm)
+    objects = parent._default_manager.in_bulk([e.object_id for e in top])
+    ranked = [(str(objects[e.object_id]), _link(objects[e.object_id]), e.value.estimate) for e in top if e.object_id in objects]
+    label = f"{f.verbose_name} (unique, ±{sketches.relative_error(f.lg_k):.1%})"
+    return Counter(f.name, label, people.estimate, ranked)
 
 
 @staff_member_required

@@ -17,7 +17,13 @@ def deliver(body: bytes, data_label: str, events: int = 1) -> bool:
         outage.report_failure(err, kept=False, lost=events)
         if settings.CAPTURE_CONNECTION_ERRORS:
             return False
-        raise
+        raise TrackableConnectionError(f"{err} {CAPTURE_HINT}") from err
+
+
+CAPTURE_HINT = (
+    "To log this and carry on while the broker is down, set TRACKABLE_CAPTURE_CONNECTION_ERRORS = True "
+    "(or TRACKABLE_JOURNAL = True to keep the events on disk and send them once it is back)."
+)
 
 
 def deliver_grouped(grouped: dict[str, list[tuple]]) -> bool:

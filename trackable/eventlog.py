@@ -35,6 +35,8 @@ def parse_timestamp(text: str, zone: Any) -> int:
     text = text.strip()
     if _NUMBER.match(text):
         return int(float(text) * 1000)
+    if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat() does not read the UTC designator
+        text = text[:-1] + "+00:00"
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)

@@ -22,6 +22,7 @@ from trackable.buckets import bucket_start, get_zone
 from trackable.commit import commit_isolating
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered, TrackableConnectionError
+from trackable.fields import unique_fields
 from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields
 from trackable.pklimits import PkLimits, pk_limits
 from trackable.sites import site
@@ -121,6 +122,10 @@ def process_messages(
         if connection is None:
             conn.release()
     prune_ledger()
+    if any(unique_fields(dm) for dm in chosen):
+        from trackable.visitors import rotate_salts
+
+        rotate_salts()  # a salt is deleted when its period ends, even where no web process loads salts
     result.seconds = time.monotonic() - started
     from trackable.status import record_fold_run  # trackable_status reads the last runs
 
@@ -297,7 +302,7 @@ class _Validator:
         ct_id, limits = self.parent(dm, parent_label)
         return dm, ct_id, dm._meta.get_field("object_id").to_python, limits
 
-    def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int]]:
+    def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int, str | None]]:
         out = []
         routes = self.routes
         for event in message.events:
@@ -314,7 +319,8 @@ class _Validator:
                 object_id = to_python(event.pk)
             except ValidationError as err:
                 raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
-            out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount))
+            visitor = event.extras.get("u") if event.extras else None
+            out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount, visitor))
         return out
 
 

@@ -21,6 +21,8 @@ import os
 import stat
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 from queue import Empty
 
@@ -29,7 +31,16 @@ from kombu.utils.json import dumps, loads
 
 from trackable.redisqueue import LEASE
 
-__all__ = ["Channel", "Transport", "NotAMessageFile", "read_message_file", "envelope_limit", "CORRUPT_FOLDER", "set_aside_count"]
+__all__ = [
+    "Channel",
+    "Transport",
+    "NotAMessageFile",
+    "read_message_file",
+    "envelope_limit",
+    "CORRUPT_FOLDER",
+    "set_aside_count",
+    "connection_options",
+]
 
 logger = logging.getLogger("trackable")
 
@@ -275,3 +286,30 @@ class Transport(filesystem.Transport):
     """The filesystem:// transport with the safer Channel."""
 
     Channel = Channel
+
+
+def connection_options(user_options: dict[str, Any]) -> dict[str, Any]:
+    """Return the transport options of the filesystem:// queue, its folders created.
+
+    The folder is TRACKABLE_QUEUE_DIR (or kombu's ``data_folder_in``, or ``BASE_DIR/trackable-queue``);
+    kombu's own ``data_folder_in``/``data_folder_out``/``control_folder`` options, when given, win.
+    """
+    from trackable.conf import settings
+    from trackable.exceptions import TrackableConnectionError
+
+    folder = settings.queue_dir
+    if folder is None:
+        raise TrackableConnectionError(
+            "The filesystem:// broker needs a folder: set TRACKABLE_QUEUE_DIR (or kombu's data_folder_in and "
+            "data_folder_out in TRACKABLE_BROKER_TRANSPORT_OPTIONS, or BASE_DIR) in your settings."
+        )
+    options: dict[str, Any] = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),  # kombu's default is ./control in the working directory
+        "store_processed": False,
+    }
+    options.update(user_options)
+    for key in ("data_folder_in", "data_folder_out", "control_folder"):
+        Path(options[key]).mkdir(parents=True, exist_ok=True)
+    return options

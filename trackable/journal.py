@@ -276,7 +276,7 @@ def read_records(fd: int, start: int, limit: int) -> tuple[list[list[Any]], int,
             return events, start + pos, f"the record at byte {start + pos} fails its CRC check"
         try:
             decoded = json.loads(payload)
-            if not isinstance(decoded, list) or not all(isinstance(e, list) and len(e) == 6 for e in decoded):
+            if not isinstance(decoded, list) or not all(isinstance(e, list) and len(e) in (6, 7) for e in decoded):
                 raise ValueError("not a list of events")
         except ValueError:
             return events, start + pos, f"the record at byte {start + pos} is not a list of events"

@@ -5,6 +5,9 @@ A message is one JSON object::
     {"v": 1, "id": "<32 hex digits>", "e": [[data_label, parent_label, parent_pk, field, amount, ts_ms], ...]}
 
 `e` holds one or more events; `ts_ms` is the event time in milliseconds since the Unix epoch (UTC).
+An event may carry a 7th item, an object of extras: ``{"u": "<16 hex digits>"}`` is the keyed hash of
+the visitor (trackable.visitors) that the data model's UniqueVisitors fields count. Only known keys
+are accepted; 6-item events stay valid.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 _LABEL = re.compile(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 _ID = re.compile(r"[0-9a-f]{32}")
+_VISITOR = re.compile(r"[0-9a-f]{16}")
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
 
 
@@ -41,6 +45,7 @@ class Event(NamedTuple):
     field: str
     amount: int
     ts_ms: int
+    extras: dict[str, Any] | None = None  # the optional 7th item: {"u": visitor hash}
 
 
 class Message(NamedTuple):
@@ -90,10 +95,30 @@ _checked_names: set[tuple[Any, Any, Any]] = set()
 _CHECKED_NAMES_MAX = 10_000
 
 
+def _parse_visitor(index: int, value: Any) -> str:
+    if not isinstance(value, str) or not _VISITOR.fullmatch(value):
+        raise MalformedMessage(f"event {index}: visitor {str(value)[:80]!r} is not 16 lowercase hex digits")
+    return value
+
+
+# The keys an event's extras may hold, each with the function that checks its value.
+_EXTRAS = {"u": _parse_visitor}
+
+
+def _parse_extras(index: int, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not raw:
+        raise MalformedMessage(f"event {index}: the 7th item is not a non-empty object of extras")
+    unknown = [str(key)[:20] for key in raw if key not in _EXTRAS]
+    if unknown:
+        raise MalformedMessage(f"event {index}: extras {sorted(unknown)} are unknown; known: {sorted(_EXTRAS)}")
+    return {key: _EXTRAS[key](index, value) for key, value in raw.items()}
+
+
 def _parse_event(index: int, raw: Any) -> Event:
-    if not isinstance(raw, list) or len(raw) != 6:
-        raise MalformedMessage(f"event {index} is not a list of 6 items")
-    data_label, parent_label, pk, field, amount, ts_ms = raw
+    if not isinstance(raw, list) or len(raw) not in (6, 7):
+        raise MalformedMessage(f"event {index} is not a list of 6 items (7 with extras)")
+    extras = _parse_extras(index, raw[6]) if len(raw) == 7 else None
+    data_label, parent_label, pk, field, amount, ts_ms = raw[:6]
     names = (data_label, parent_label, field)
     # Names already checked cannot fail their checks, so skipping them keeps every error message the same.
     known = type(data_label) is str and type(parent_label) is str and type(field) is str and names in _checked_names
@@ -112,4 +137,4 @@ def _parse_event(index: int, raw: Any) -> Event:
         raise MalformedMessage(f"event {index}: amount {str(amount)[:80]!r} is not a non-zero integer within ±{MAX_AMOUNT}")
     if isinstance(ts_ms, bool) or not isinstance(ts_ms, int) or not MIN_TS_MS <= ts_ms < MAX_TS_MS:
         raise MalformedMessage(f"event {index}: timestamp {str(ts_ms)[:80]!r} is not milliseconds between 2000 and 2100")
-    return Event(data_label, parent_label, pk, field, amount, ts_ms)
+    return Event(data_label, parent_label, pk, field, amount, ts_ms, extras)

@@ -17,9 +17,10 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from trackable import delivery, messages, relay
+from trackable import delivery, messages, relay, visitors
 from trackable.conf import settings
 from trackable.exceptions import InvalidPrimaryKey
+from trackable.fields import feeds_visitors
 from trackable.sites import site
 
 __all__ = [
@@ -50,10 +51,18 @@ def __getattr__(name: str) -> Any:
 class TrackableMessage(ABC):
     """A message type: the increments one tracking call sends; subclass and define events()."""
 
-    def __init__(self, request: HttpRequest | None, obj: models.Model, *, data_model: type[models.Model] | None = None):
+    def __init__(
+        self,
+        request: HttpRequest | None,
+        obj: models.Model,
+        *,
+        data_model: type[models.Model] | None = None,
+        visitor: Any = None,
+    ):
         self.request = request
         self.obj = obj
         self.data_model = data_model
+        self.visitor = visitor  # an explicit identity; only its salted hash leaves build()
 
     @abstractmethod
     def events(self) -> Iterable[tuple[str, int]]:
@@ -71,16 +80,20 @@ class TrackableMessage(ABC):
 
         return spiders.divert(grouped) if spiders.is_spider(self.request.META.get("HTTP_USER_AGENT")) else grouped
 
-    def build(self, ts_ms: int | None = None) -> dict[str, list[tuple[str, str, Any, str, int, int]]]:
-        """Return the events of this message grouped by data model label; raise on bad fields."""
+    def build(self, ts_ms: int | None = None) -> dict[str, list[tuple]]:
+        """Return the events grouped by data model label (a 7th item {"u": hash}: the visitor); raise on bad fields."""
         obj = self.obj
+        if not isinstance(obj, models.Model):
+            what = f"the class {obj.__name__}" if isinstance(obj, type) else f"{type(obj).__name__} {obj!r}"
+            raise TypeError(f"Track a saved model instance (e.g. MyObject.objects.get(pk=...)), not {what}.")
         pk = obj.pk
         if pk is None:
             raise ValueError(f"Cannot track an unsaved {type(obj).__name__}: save it first so it has a primary key.")
         if not isinstance(pk, int):
             pk = str(pk)
         ts = int(time.time() * 1000) if ts_ms is None else ts_ms
-        grouped: dict[str, list[tuple[str, str, Any, str, int, int]]] = defaultdict(list)
+        grouped: dict[str, list[tuple]] = defaultdict(list)
+        visitor: Any = False  # hashed once, for the first event whose data model counts visitors
         for field, amount in self.events():
             if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < abs(amount) <= messages.MAX_AMOUNT:
                 raise ValueError(f"The amount for {field!r} must be a non-zero integer within ±{messages.MAX_AMOUNT}, not {amount!r}.")
@@ -88,7 +101,13 @@ class TrackableMessage(ABC):
             problem = route.pk_limits.problem(pk)
             if problem is not None:
                 raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
-            grouped[route.data_label].append((route.data_label, route.parent_label, pk, field, amount, ts))
+            event: tuple = (route.data_label, route.parent_label, pk, field, amount, ts)
+            if amount > 0 and feeds_visitors(route.data_model, field):
+                if visitor is False:
+                    visitor = visitors.visitor_hash(self.request, self.visitor)
+                if visitor:
+                    event += ({"u": visitor},)
+            grouped[route.data_label].append(event)
         return grouped
 
     def send(self) -> bool:
@@ -134,9 +153,10 @@ def send_increment_message(
     amount: int = 1,
     *,
     data_model: type[models.Model] | None = None,
+    visitor: Any = None,
 ) -> bool:
     """Count `amount` (default 1) more of `field` for `obj`, out of band; return whether it was sent."""
-    return IncrementMessage(request, obj, field, amount, data_model=data_model).send()
+    return IncrementMessage(request, obj, field, amount, data_model=data_model, visitor=visitor).send()
 
 
 def send_decrement_message(
@@ -146,9 +166,10 @@ def send_decrement_message(
     amount: int = 1,
     *,
     data_model: type[models.Model] | None = None,
+    visitor: Any = None,
 ) -> bool:
     """Count `amount` (default 1) less of `field` for `obj`, out of band; return whether it was sent."""
-    return IncrementMessage(request, obj, field, -amount, data_model=data_model).send()
+    return IncrementMessage(request, obj, field, -amount, data_model=data_model, visitor=visitor).send()
 
 
 def send_message(
@@ -157,6 +178,7 @@ def send_message(
     increments: dict[str, int],
     *,
     data_model: type[models.Model] | None = None,
+    visitor: Any = None,
 ) -> bool:
     """Send several field increments for `obj` at once, e.g. {"plays": 1, "seconds_played": 94}."""
-    return IncrementsMessage(request, obj, increments, data_model=data_model).send()
+    return IncrementsMessage(request, obj, increments, data_model=data_model, visitor=visitor).send()

@@ -6,6 +6,7 @@ from functools import lru_cache
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from trackable.buckets import DAY
@@ -18,6 +19,7 @@ __all__ = [
     "FoldedMessage",
     "FoldRun",
     "ImportedChunk",
+    "VisitorSalt",
     "counter_fields",
 ]
 
@@ -70,7 +72,10 @@ class TrackableTimeSeriesData(TrackableData):
         get_latest_by = "collected_during"
 
     def __str__(self) -> str:
-        return f"{super().__str__()} during {self.collected_during:%Y-%m-%d %H:%M} UTC"
+        # The site's clock, as the admin shows the field: one time for one bucket on one page.
+        moment = self.collected_during
+        moment = timezone.localtime(moment) if moment is not None and timezone.is_aware(moment) else moment
+        return f"{super().__str__()} during {moment:%Y-%m-%d %H:%M %Z}".rstrip()
 
 
 @lru_cache(maxsize=None)
@@ -182,3 +187,19 @@ class ImportedChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source[:12]} lines {self.start}–{self.end}"
+
+
+class VisitorSalt(models.Model):
+    """The random salt of one period of visitor hashing; deleted when the period ends (trackable.visitors)."""
+
+    period_start = models.DateTimeField(_("period start"), unique=True)
+    period_end = models.DateTimeField(_("period end"))
+    salt = models.BinaryField(_("salt"), max_length=32)
+
+    class Meta:
+        verbose_name = _("visitor salt")
+        verbose_name_plural = _("visitor salts")
+        ordering = ["period_start"]
+
+    def __str__(self) -> str:
+        return f"salt of {self.period_start:%Y-%m-%d %H:%M}–{self.period_end:%Y-%m-%d %H:%M} UTC"

@@ -157,23 +157,26 @@ def journal_backlog(folder: Path, skip: set[str] = frozenset()) -> int:  # type:
 def batch_messages(segment_id: str, start: int, end: int, events: list[list[Any]]) -> list[tuple[str, str, list]]:
     """Return (data label, message id, events) of one batch: sums per key and minute, ids from the offsets.
 
-    Identical keys (data model, parent, object, field, minute) are summed keeping the minute's first
-    event time, so buckets stay exact. The order and the ids depend only on the batch's bytes.
+    Identical keys (data model, parent, object, field, minute, visitor) are summed keeping the minute's
+    first event time, so buckets stay exact; events of different visitors (the 7th item's "u") stay
+    apart, each with its hash. The order and the ids depend only on the batch's bytes.
     """
     entries: dict[tuple, list[int]] = {}
-    for data_label, parent_label, pk, field, amount, ts_ms in events:
-        key = (data_label, parent_label, pk, field, ts_ms // 60_000)
+    for data_label, parent_label, pk, field, amount, ts_ms, *extras in events:
+        visitor = extras[0].get("u") if extras and isinstance(extras[0], dict) else None
+        key = (data_label, parent_label, pk, field, ts_ms // 60_000, visitor)
         entry = entries.get(key)
         if entry is None:
             entries[key] = [amount, ts_ms]
         else:
             entry[0] += amount
     grouped: dict[str, list[tuple]] = {}
-    for (data_label, parent_label, pk, field, _), (amount, ts_ms) in entries.items():
+    for (data_label, parent_label, pk, field, _, visitor), (amount, ts_ms) in entries.items():
         out = grouped.setdefault(data_label, [])
+        extras = ({"u": visitor},) if visitor else ()
         while amount:  # a sum beyond one event's limit travels as several events
             part = max(-messages.MAX_AMOUNT, min(messages.MAX_AMOUNT, amount))
-            out.append((data_label, parent_label, pk, field, part, ts_ms))
+            out.append((data_label, parent_label, pk, field, part, ts_ms, *extras))
             amount -= part
     batch = []
     for data_label, out in grouped.items():

@@ -3,7 +3,8 @@
 A rollup moves counts, it never copies them: in one transaction per batch it adds a batch of old rows'
 counters to their coarser bucket (in another data model, or in the bucket-aligned row of the same one)
 with `n = n + delta` upserts, subtracts the same amounts from the old rows, and deletes the old rows
-that are then all zero. A fold that increments an old row meanwhile is never lost: its delta is what
+that are then all zero. UniqueVisitors sketches are unioned into the coarser row (trackable.sketches);
+a union is idempotent, so an old row kept by a concurrent fold is simply unioned again next run. A fold that increments an old row meanwhile is never lost: its delta is what
 remains in the row after the subtraction, so the row stays and the next run rolls it up. Totals over
 any range of whole coarse buckets are the same before, during and after a rollup.
 """
@@ -23,6 +24,7 @@ from django.utils import timezone as dj_timezone
 
 from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, bucket_start, get_zone
 from trackable.conf import settings
+from trackable.fields import unique_fields
 from trackable.models import TrackableTimeSeriesData, counter_fields
 from trackable.sites import site
 from trackable.upsert import POSITIVE_TYPES, upsert_increments
@@ -125,6 +127,7 @@ def _target(dm: type[models.Model], rollup_to: Any, label: str) -> tuple[type[mo
             f"coarser granularity aligned with {dm.granularity} ({', '.join(allowed) or 'none'})."
         )
     missing = [f for f in counter_fields(dm) if f not in counter_fields(target)]
+    missing += [f.name for f in unique_fields(dm) if f.name not in {u.name for u in unique_fields(target)}]
     parents = [p.__name__ for p in site.parents_of(dm) if not site.is_registered(p, target)]
     if missing or parents:
         what = f"the counter fields {', '.join(missing)}" if missing else f"the parents {', '.join(parents)}"
@@ -175,8 +178,29 @@ def _rollup(policy: Policy, cutoff: datetime, batch_size: int, dry_run: bool, re
             if dry_run or not sub:
                 continue
             upsert_increments(connections[db], target, add)
+            _merge_sketches(dm, target, db, pks, policy)
             _subtract(dm, db, sub, names)
             dm._default_manager.using(db).filter(pk__in=pks, **dict.fromkeys(names, 0)).delete()
+
+
+def _merge_sketches(dm: type[models.Model], target: type[models.Model], db: str, pks: list, policy: Policy) -> None:
+    """Union the UniqueVisitors sketches of the moved rows into their coarser rows (created by the upsert)."""
+    fields = [f.attname for f in unique_fields(dm)]
+    if not fields:
+        return
+    from trackable import sketches
+
+    zone = get_zone(settings.time_zone)
+    gathered: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    rows = dm._default_manager.using(db).filter(pk__in=pks).values_list("content_type_id", "object_id", "collected_during", *fields)
+    for ct_id, object_id, bucket, *values in rows:
+        key = (ct_id, object_id, bucket_start(bucket, policy.granularity, zone))
+        for name, value in zip(fields, values):
+            if value is not None:
+                gathered[key][name].append(value)
+    lg_k = {f.attname: f.lg_k for f in unique_fields(dm)}
+    updates = {key: {name: sketches.union(parts, lg_k[name]) for name, parts in per.items()} for key, per in gathered.items()}
+    sketches.merge_sketches(connections[db], target, updates)
 
 
 def _subtract(dm: type[models.Model], db: str, sub: dict[Any, dict[str, int]], names: list[str]) -> None:

@@ -65,16 +65,15 @@ class TrackableSite:
             if data_model in self._registry.get(model, {}):
                 raise AlreadyRegistered(f"{model.__name__} is already registered with {data_model.__name__}.")
             self._check_parent(model, data_model)
-        if admin_class is None and options:
-            from trackable.admin import TrackableDataAdmin
+        if _admin_installed():
+            from trackable.admin import TrackableDataAdmin, register_data_model_admin
 
-            admin_class = type(f"{data_model.__name__}Admin", (TrackableDataAdmin,), dict(options))
+            if admin_class is None and options:
+                admin_class = type(f"{data_model.__name__}Admin", (TrackableDataAdmin,), dict(options))
+            register_data_model_admin(data_model, admin_class)
         for model in models_:
             self._registry.setdefault(model, {})[data_model] = admin_class
         self._routes.clear()
-        from trackable.admin import register_data_model_admin
-
-        register_data_model_admin(data_model, admin_class)
 
     def unregister(
         self,
@@ -97,6 +96,8 @@ class TrackableSite:
             if not registered:
                 del self._registry[model]
         self._routes.clear()
+        if not _admin_installed():
+            return
         from trackable.admin import unregister_data_model_admin
 
         for dm in dropped:
@@ -223,6 +224,13 @@ class TrackableSite:
                 f"{model.__name__} has a {pk_type} primary key but {data_model.__name__}.object_id is a "
                 f"{oid_type}; declare object_id = {want} on {data_model.__name__}."
             )
+
+
+def _admin_installed() -> bool:
+    """Return whether django.contrib.admin is installed: tracking works without it."""
+    from django.apps import apps
+
+    return apps.is_installed("django.contrib.admin")
 
 
 site = TrackableSite()

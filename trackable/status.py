@@ -15,10 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone as dj_timezone
 from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from trackable import journal, messages, transport
 from trackable.conf import settings
@@ -26,7 +27,7 @@ from trackable.exceptions import MalformedMessage
 from trackable.models import FoldedMessage, FoldRun, ImportedChunk
 from trackable.sites import site
 
-__all__ = ["collect_status", "record_fold_run", "queue_depths", "journal_status"]
+__all__ = ["collect_status", "record_fold_run", "queue_depths", "journal_status", "unmigrated_error"]
 
 logger = logging.getLogger("trackable")
 
@@ -54,7 +55,7 @@ def record_fold_run(result: Any) -> None:
             cutoff = now - timedelta(seconds=settings.LEDGER_RETENTION)
             FoldRun.objects.using(db).filter(finished_at__lt=cutoff).delete()
     except DatabaseError as err:  # the fold itself is committed and acked; only its record is lost
-        logger.warning("Could not record the trackable fold run: %s", err)
+        logger.warning("Could not record the trackable fold run: %s", unmigrated_error(err) or err)
 
 
 def queue_depths(conn: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -156,6 +157,29 @@ def _fold_facts(now: Any) -> dict[str, Any]:
     return facts
 
 
+def unmigrated_error(err: Exception) -> str | None:
+    """Return a sentence naming `migrate` when `err` came from tables trackable needs that do not exist."""
+    from django.contrib.contenttypes.models import ContentType
+
+    needed = [ContentType, FoldedMessage, FoldRun, *site.data_models()]
+    missing: list[str] = []
+    try:
+        for alias in sorted({router.db_for_write(model) for model in needed}):
+            existing = set(connections[alias].introspection.table_names())
+            missing += [m._meta.db_table for m in needed if router.db_for_write(m) == alias and m._meta.db_table not in existing]
+    except DatabaseError:
+        return None
+    if not missing:
+        return None
+    tables = ", ".join(missing)
+    return f"{err} The database has no table {tables} yet: run `python manage.py migrate` first."
+
+
+def _shown_url(url: str) -> str:
+    """Return the broker URL as the user configured it, its password masked."""
+    return maybe_sanitize_url(url) if "@" in url else url
+
+
 STATUS_READ_BYTES = 8 * 1024 * 1024  # unrelayed bytes read per segment to count its events
 
 
@@ -223,7 +247,7 @@ def collect_status(*, broker: bool = True) -> dict[str, Any]:
     status["queues"], status["dead_letters"] = [], None
     if broker:
         conn = transport.connection()
-        status["broker"] = conn.as_uri()  # the password is masked
+        status["broker"] = _shown_url(settings.broker_url)
         try:
             conn.ensure_connection(max_retries=1, timeout=settings.CONNECT_TIMEOUT)
             status["queues"], status["dead_letters"] = queue_depths(conn)

@@ -34,14 +34,20 @@ def queue_name(data_label: str) -> str:
 
 def queue_for(data_label: str) -> Queue:
     """Return the durable queue that holds the messages of one data model."""
-    name = queue_name(data_label)
-    return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, auto_delete=False)
+    return _durable_queue(queue_name(data_label))
 
 
 def dead_letter_queue() -> Queue:
     """Return the queue where malformed messages are kept for inspection."""
-    name = f"{settings.QUEUE_PREFIX}.dead"
-    return Queue(name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, auto_delete=False)
+    return _durable_queue(f"{settings.QUEUE_PREFIX}.dead")
+
+
+def _durable_queue(name: str) -> Queue:
+    """Return a durable queue declared with TRACKABLE_QUEUE_ARGUMENTS (e.g. RabbitMQ's x-queue-type)."""
+    arguments = dict(settings.QUEUE_ARGUMENTS) or None
+    return Queue(
+        name, exchange=DEFAULT_EXCHANGE, routing_key=name, durable=True, auto_delete=False, queue_arguments=arguments
+    )
 
 
 def max_envelope_bytes() -> int:
@@ -55,19 +61,8 @@ def connection(*, request_path: bool = False) -> Connection:
     options: dict[str, Any] = {}
     transport_cls: Any = None
     if url.startswith("filesystem:"):
-        folder = settings.queue_dir
-        if folder is None:
-            raise TrackableConnectionError(
-                "The filesystem:// broker needs a folder: set TRACKABLE_QUEUE_DIR (or BASE_DIR) in your settings."
-            )
-        folder.mkdir(parents=True, exist_ok=True)
-        options.update(
-            data_folder_in=str(folder),
-            data_folder_out=str(folder),
-            control_folder=str(folder / "control"),  # kombu's default is ./control in the working directory
-            store_processed=False,
-        )
-        transport_cls: Any = fsqueue.Transport
+        options.update(fsqueue.connection_options(settings.broker_transport_options))
+        transport_cls = fsqueue.Transport
     if not request_path:
         options.setdefault("polling_interval", 0.05)  # virtual transports: how long an idle consumer sleeps
     if request_path:
@@ -78,7 +73,7 @@ def connection(*, request_path: bool = False) -> Connection:
         if settings.PUBLISH_CONFIRMS and url.split("://", 1)[0] in {"amqp", "pyamqp", "amqps"}:
             # Without publisher confirms a publish "succeeds" into a socket the broker already dropped.
             options.update(confirm_publish=True)
-    options.update(settings.BROKER_TRANSPORT_OPTIONS)
+    options.update(settings.broker_transport_options)
     return Connection(url, connect_timeout=settings.CONNECT_TIMEOUT, transport_options=options, transport=transport_cls)
 
 

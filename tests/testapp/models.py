@@ -116,3 +116,25 @@ class PlayerVisitData(trackable.TrackableTimeSeriesData):
 
     class Meta(trackable.TrackableTimeSeriesData.Meta):
         app_label = "testapp"
+
+
+class Page(models.Model):
+    """A page whose visitors are counted once each (see docs/uniques.rst)."""
+
+    path = models.CharField(max_length=100)
+
+
+class PageData(trackable.TrackableTimeSeriesData):
+    """Views and shares of a page, with the distinct visitors of each day."""
+
+    views = models.PositiveIntegerField(default=0)
+    shares = models.PositiveIntegerField(default=0)
+    spider_views = models.PositiveIntegerField(default=0)
+    visitors = trackable.UniqueVisitors()
+    sharers = trackable.UniqueVisitors(of=["shares"])
+
+    spider_fields = {"views": "spider_views"}
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+

@@ -3,6 +3,8 @@ import trackable
 
 from .models import (
     Article,
+    Page,
+    PageData,
     ArticleHourlyData,
     ArticleTotals,
     ArticleTrackableData,
@@ -19,3 +21,4 @@ trackable.site.register(Article, ArticleTotals)
 trackable.site.register(Video, VideoTrackableData)
 trackable.site.register(Player, PlayerTrackableData)
 trackable.site.register(Player, PlayerVisitData)
+trackable.site.register(Page, PageData)

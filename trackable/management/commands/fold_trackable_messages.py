@@ -16,6 +16,7 @@ from kombu.exceptions import OperationalError
 from trackable.exceptions import TrackableConnectionError
 from trackable.folding import FoldResult, process_messages
 from trackable.sites import site
+from trackable.status import unmigrated_error
 
 logger = logging.getLogger("trackable")
 
@@ -48,10 +49,11 @@ class Command(BaseCommand):
                     chosen, batch_size=options["batch_size"], max_messages=options["max_messages"]
                 )
             except (TrackableConnectionError, DatabaseError, OperationalError, OSError) as err:
+                reason = (unmigrated_error(err) if isinstance(err, DatabaseError) else None) or err
                 if not options["loop"]:
-                    raise CommandError(f"The fold failed and nothing uncommitted was acked: {err}") from err
+                    raise CommandError(f"The fold failed and nothing uncommitted was acked: {reason}") from err
                 # A loop outlives outages: drop a broken database connection and try again later.
-                logger.error("Fold failed, retrying in %gs: %s", options["interval"], err)
+                logger.error("Fold failed, retrying in %gs: %s", options["interval"], reason)
                 db.close_old_connections()
                 for conn in db.connections.all():
                     conn.close_if_unusable_or_obsolete()

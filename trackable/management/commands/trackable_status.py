@@ -5,8 +5,9 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
-from trackable.status import collect_status
+from trackable.status import collect_status, unmigrated_error
 
 
 class Command(BaseCommand):
@@ -17,7 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-broker", action="store_true", help="Only the database facts; do not connect to the broker.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        status = collect_status(broker=not options["no_broker"])
+        try:
+            status = collect_status(broker=not options["no_broker"])
+        except DatabaseError as err:
+            raise CommandError(unmigrated_error(err) or f"Could not read the trackable status: {err}") from err
         if options["json"]:
             self.stdout.write(json.dumps(status, sort_keys=True))
         else:

@@ -1,5 +1,6 @@
 """manage.py demo: migrate SQLite, seed items and two weeks of traffic, fold, then serve with a fold loop."""
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,10 @@ ITEMS = [
     ("Dragon scale", 900, "https://en.wikipedia.org/wiki/Dragon"),
     ("Map of the north", 40, "https://en.wikipedia.org/wiki/Map"),
 ]
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 class Command(BaseCommand):
@@ -40,14 +45,20 @@ class Command(BaseCommand):
         folder = subprocess.Popen(
             [sys.executable, sys.argv[0], "fold_trackable_messages", "--loop", "--interval", str(options["interval"])]
         )
+        # `kill -TERM` of the demo stops the fold loop too: SIGTERM unwinds through the finally below.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         url = f"http://127.0.0.1:{options['port']}/"
+        item = Item.objects.order_by("pk").first()
         self.stdout.write(self.style.SUCCESS(f"\nDemo shop: {url}   admin: {url}admin/ (user admin, password admin)"))
-        self.stdout.write(f"Dashboard: {url}trackable/dashboard/   JSON API: {url}trackable/api/shop.item/1/series/")
+        self.stdout.write(f"Dashboard: {url}trackable/dashboard/ (log in to the admin first)")
+        self.stdout.write(f"JSON API: {url}trackable/api/shop.item/{item.pk}/series/?field=views (staff only: log in first)")
         self.stdout.write(f"A fold runs every {options['interval']:g}s in process {folder.pid}. Ctrl-C stops both.\n")
+        self.stdout.flush()
         try:
             call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False)
         finally:
             folder.terminate()
+            folder.wait(timeout=30)
 
     def _seed(self):
         if not get_user_model().objects.filter(username="admin").exists():

@@ -1,0 +1,163 @@
+"""Unique visitors: accuracy 1k–10M, union of 365 days, storage per row, request-path and fold costs.
+
+    python bench/bench_uniques.py --broker amqp [--runs 5] [--max 10000000]
+
+Each figure is printed as a JSON line with its baseline measured in the same run (rounds interleaved)
+and their ratio: a send with a UniqueVisitors field against one without; the fold of events carrying
+visitors against the same events without; the union of 365 daily sketches against the 20 ms target.
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from datetime import datetime, timedelta, timezone
+
+from common import emit, parser, purge_queues, setup
+
+NOON = datetime(2026, 3, 10, 12, tzinfo=timezone.utc)
+
+
+def accuracy(max_n: int) -> None:
+    """Print the relative error of single sketches and of unions of 365 daily sketches against the bound."""
+    from trackable import sketches
+
+    single_bound, union_bound = sketches.relative_error(unioned=False), sketches.relative_error()
+    n = 1000
+    while n <= max_n:
+        trials = 5 if n <= 100_000 else 1
+        errors = []
+        for t in range(trials):
+            base = t * 10 * max_n
+            sketch = sketches.new_sketch(f"{base + i:016x}" for i in range(n))
+            errors.append(abs(sketches.estimate(sketch).estimate - n) / n)
+        emit(f"relative error, one sketch of {n} visitors (max of {trials})", max(errors), "", "95% bound", union_bound)
+        if n >= 3650:
+            per_day = n // 365  # disjoint days: the union must find n, not any day's count
+            days = [sketches.new_sketch(f"{d * per_day + i:016x}" for i in range(per_day)).serialize_compact() for d in range(365)]
+            got = sketches.estimate(sketches.union(days)).estimate
+            emit(f"relative error, union of 365 days totalling {per_day * 365}", abs(got - per_day * 365) / (per_day * 365),
+                 "", "95% bound", union_bound)
+        n *= 10
+    print(f"# DataSketches bounds at 95%: one sketch {single_bound:.4f}, union {union_bound:.4f}")
+
+
+def storage_and_union() -> None:
+    """Print bytes per row by visitors, and the time to union 365 dense daily sketches (bytes from the database)."""
+    from trackable import sketches
+
+    for n in (1, 10, 100, 1000, 10_000, 1_000_000):
+        size = len(sketches.new_sketch(f"{i:016x}" for i in range(n)).serialize_compact())
+        emit(f"sketch bytes per row, {n} visitors", size, "B", "bytes of one 8-byte counter", 8)
+    days = [sketches.new_sketch(f"{d:04d}{i:012x}" for i in range(20_000)).serialize_compact() for d in range(365)]
+    timings = []
+    for _ in range(20):
+        started = time.perf_counter()
+        sketches.estimate(sketches.union(days))
+        timings.append((time.perf_counter() - started) * 1000)
+    emit("union of 365 daily sketches (20k visitors each) + estimate", statistics.median(timings), "ms", "target", 20.0)
+    _union_from_database(days)
+
+
+def _union_from_database(days: list[bytes]) -> None:
+    from django.contrib.contenttypes.models import ContentType
+
+    from tests.testapp.models import Page, PageData
+    from trackable import uniques
+
+    page = Page.objects.create(path="/year")
+    ct = ContentType.objects.get_for_model(Page)
+    start = NOON.replace(hour=0) - timedelta(days=365)
+    PageData.objects.bulk_create(
+        [PageData(content_type=ct, object_id=page.pk, collected_during=start + timedelta(days=d), views=1, visitors=b)
+         for d, b in enumerate(days)]
+    )
+    timings, fetches = [], []
+    for _ in range(20):
+        started = time.perf_counter()
+        uniques.uniques(page, "visitors", start, start + timedelta(days=365))
+        timings.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        list(PageData.objects.filter(object_id=page.pk).values_list("visitors", flat=True))
+        fetches.append((time.perf_counter() - started) * 1000)
+    emit("uniques() of one object over 365 daily rows (query + union)", statistics.median(timings), "ms", "target", 20.0,
+         fetch_only_ms=round(statistics.median(fetches), 3))
+
+
+def request_path(rounds: int) -> None:
+    """Print the µs of build() and of send() with a UniqueVisitors field against a data model without one."""
+    from django.test.client import RequestFactory
+
+    from tests.testapp.models import Article, Page
+    from trackable import visitors
+    from trackable.messaging import IncrementMessage
+
+    visitors.load_salts()
+    page, article = Page.objects.create(path="/p"), Article.objects.create(title="a")
+    requests = [RequestFactory().get("/", REMOTE_ADDR=f"10.0.{i // 250}.{i % 250}", HTTP_USER_AGENT="Firefox/120") for i in range(1000)]
+    for what, calls in (("build", 20_000), ("send", 2_000)):
+        with_u, without = [], []
+        for _ in range(rounds):
+            for obj, field, out in ((page, "views", with_u), (article, "impressions", without)):
+                started = time.perf_counter()
+                for i in range(calls):
+                    message = IncrementMessage(requests[i % 1000], obj, field)
+                    message.build() if what == "build" else message.send()
+                out.append((time.perf_counter() - started) / calls * 1e6)
+            purge_queues()
+        emit(f"{what}() with a UniqueVisitors field", statistics.median(with_u), "µs", f"{what}() without", statistics.median(without))
+
+
+def fold_rates(rounds: int, events: int) -> None:
+    """Print fold events/s of events carrying visitors against the same events without them."""
+    from tests.testapp.models import Page, PageData
+    from trackable import messages
+    from trackable.folding import process_messages
+    from trackable.models import FoldedMessage
+    import fill as filler
+
+    filler.DATA_LABEL = "testapp.pagedata"  # fill() puts bodies on this data model's queue
+
+    pages = [Page.objects.create(path=f"/f{i}").pk for i in range(1000)]
+    rng = random.Random(7)
+    ts = int(NOON.timestamp() * 1000)
+    spread = [(rng.choice(pages), ts - rng.randrange(5) * 86_400_000, f"{rng.randrange(events // 3):016x}") for _ in range(events)]
+
+    def bodies(with_visitors: bool) -> list[bytes]:
+        out = []
+        for start in range(0, events, 100):  # 100 events a message, like a relay batch
+            out.append(messages.build([
+                ["testapp.pagedata", "testapp.page", pk, "views", 1, t, *([{"u": u}] if with_visitors else [])]
+                for pk, t, u in spread[start:start + 100]
+            ]))
+        return out
+
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for with_visitors in (True, False):
+            PageData.objects.all().delete()
+            FoldedMessage.objects.all().delete()
+            filler.fill(bodies(with_visitors))
+            started = time.perf_counter()
+            result = process_messages([PageData], idle_timeout=2.0)
+            rates[with_visitors].append(result.events / (time.perf_counter() - started))
+    emit("fold events/s with visitors (100 events a message)", statistics.median(rates[True]), "events/s",
+         "the same events without visitors", statistics.median(rates[False]))
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--max", type=int, default=10_000_000, help="largest cardinality of the accuracy sweep")
+    p.add_argument("--events", type=int, default=50_000, help="events folded per fold round")
+    p.add_argument("--only", choices=["accuracy", "storage", "request", "fold"], help="run one part only")
+    args = p.parse_args()
+    setup(args.broker)
+    parts = {"accuracy": lambda: accuracy(args.max), "storage": storage_and_union,
+             "request": lambda: request_path(args.runs), "fold": lambda: fold_rates(args.runs, args.events)}
+    for name, part in parts.items():
+        if args.only in (None, name):
+            part()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""A user's data model written as the quickstart does: mypy with django-stubs must accept this file.
+
+Type-checked by the tox env `lint` (never imported by the tests: it would add a model to testapp).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.http import HttpRequest
+from typing_extensions import assert_type
+
+import trackable
+from tests.testapp.models import Article, ArticleTrackableData
+from trackable.messaging import send_increment_message
+
+
+class ArticleReads(trackable.TrackableTimeSeriesData):
+    reads = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+trackable.site.register(Article, ArticleReads)
+
+
+def bucket_of(row: ArticleReads) -> datetime:
+    # The inherited fields are typed, not Any: the base class is the real abstract model.
+    assert_type(row.collected_during, datetime)
+    assert_type(row.object_id, int)
+    return row.collected_during
+
+
+def count_read(request: HttpRequest | None, article: Article) -> bool:
+    return send_increment_message(request, article, "reads")
+
+
+# Queries go through a data model of an installed app (as a user's models.py or trackables.py is),
+# where django-stubs knows its manager and fields.
+def total_impressions(article: Article) -> int:
+    return sum(ArticleTrackableData.objects.filter(object_id=article.pk).values_list("impressions", flat=True))
+
+
+def latest_bucket(article: Article) -> str:
+    row = ArticleTrackableData.objects.filter(object_id=article.pk).order_by("-collected_during").first()
+    return "never" if row is None else row.collected_during.isoformat()
