@@ -112,8 +112,8 @@ def test_a_pk_beyond_bigint_skips_its_line_not_its_chunk(tmp_path):
     path.write_text(line("/articles/1/") + line("/articles/2/") + line("/articles/99999999999999999999999/") + line("/articles/1/"))
     out = run("import_access_log", path)
     assert (
-        "Skipped 1 lines: primary key is outside the range -9223372036854775808..9223372036854775807 of its "
-        "BigIntegerField column (first at 3)."
+        "Skipped 1 lines: primary key cannot be stored: Article.id (BigAutoField) holds integers from "
+        "-9223372036854775808 to 9223372036854775807 (first at 3)."
     ) in out
     assert impressions() == [(1, 2), (2, 1)]
     assert "Skipped 4 lines already imported by an earlier run." in run("import_access_log", path)  # not blocked
@@ -141,11 +141,12 @@ def test_csv_values_the_database_refuses_are_skipped_lines_with_reasons(tmp_path
     assert sorted(PlayerTrackableData.objects.values_list("object_id", "quests")) == [("alice", 2), ("bob", 3)]
     for expected in [
         "Skipped 1 lines: amount outside the range of the PositiveIntegerField counter quests (first at 3).",
-        "Skipped 1 lines: primary key is outside the range -9223372036854775808..9223372036854775807 of its "
-        "BigIntegerField column (first at 4).",
+        "Skipped 1 lines: primary key cannot be stored: Article.id (BigAutoField) holds integers from "
+        "-9223372036854775808 to 9223372036854775807 (first at 4).",
         "Skipped 1 lines: a NUL character in the record (first at 5).",
         "Skipped 2 lines: timestamp outside the years 1900 to 9998 (first at 6, 7).",
-        "Skipped 1 lines: primary key is longer than the 40 characters of its column (first at 8).",
+        "Skipped 1 lines: primary key cannot be stored: PlayerTrackableData.object_id (CharField) holds at most 40 "
+        "characters (first at 8).",
     ]:
         assert expected in out
     summary = json.loads(run("import_events", path, "--json", "--source-id", "x", "--dry-run"))

@@ -69,8 +69,7 @@ def test_string_pks_that_a_column_cannot_hold_are_set_aside_never_truncated():
     assert row_counts(PlayerTrackableData, "quests")[0][::2] == ("p" * 40, 1)
     assert errors() == [
         "parent pk 'nul\\x00here' cannot be stored: PlayerTrackableData.object_id (CharField) cannot hold a NUL character",
-        f"parent pk '{'p' * 40}q' cannot be stored: it is 41 characters long and PlayerTrackableData.object_id "
-        "(CharField) holds at most 40",
+        f"parent pk '{'p' * 40}q' cannot be stored: PlayerTrackableData.object_id (CharField) holds at most 40 characters",
     ]
 
 
@@ -161,7 +160,7 @@ def test_the_producer_refuses_a_pk_its_data_model_cannot_store():
         "-9223372036854775808 to 9223372036854775807."
     )
     assert isinstance(err.value, ValueError)
-    with pytest.raises(InvalidPrimaryKey, match=r"it is 41 characters long and PlayerVisitData.object_id \(CharField\) holds at most 40\.$"):
+    with pytest.raises(InvalidPrimaryKey, match=r": PlayerVisitData.object_id \(CharField\) holds at most 40 characters\.$"):
         send_message(None, Player(pk="p" * 41), {"visits": 1, "quests": 1})
     with pytest.raises(InvalidPrimaryKey, match="cannot hold a NUL character"):
         send_increment_message(None, Player(pk="a\x00b"), "quests")

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET
 
 from trackable import query, uniques
 from trackable.conf import settings
-from trackable.pks import pk_problem
+from trackable.pklimits import pk_limits
 from trackable.sites import site
 
 __all__ = [
@@ -111,9 +111,9 @@ def _parent(label: str, raw_pk: str) -> models.Model:
         pk = model._meta.pk.to_python(raw_pk)
     except (ValidationError, ValueError, TypeError) as err:
         raise ApiError(f"{raw_pk[:80]!r} is not a primary key of {model._meta.label_lower}.") from err
-    problem = pk_problem(model._meta.pk, pk)
+    problem = pk_limits(model).problem(pk, printable=True)
     if problem:
-        raise ApiError(f"{raw_pk[:80]!r} is not a primary key of {model._meta.label_lower}: it {problem}.")
+        raise ApiError(f"{raw_pk[:80]!r} is not a primary key of {model._meta.label_lower}: {problem}.")
     return model(pk=pk)  # the counts are keyed by pk: no need to load the object
 
 

@@ -24,7 +24,7 @@ from trackable.buckets import bucket_start, get_zone
 from trackable.conf import settings
 from trackable.exceptions import TrackableError
 from trackable.models import ImportedChunk, TrackableTimeSeriesData
-from trackable.pks import INTEGER_RANGES, pk_problem
+from trackable.pklimits import INTEGER_RANGES
 from trackable.sites import site
 from trackable.sources import OVERLONG, OVERLONG_REASON, open_source
 from trackable.upsert import upsert_increments
@@ -171,14 +171,15 @@ class KeyMaker:
         self._last: dict[str, tuple[int, int, datetime]] = {}
 
     def route(self, model: type[models.Model], field_name: str, data_model: Any = None) -> tuple:
-        """Return (data model, content type id, object_id field) for `field_name` of `model`; raise if none."""
+        """Return (data model, content type id, object_id field, pk limits) for `field_name` of `model`; raise if none."""
         key = (model, field_name, data_model)
         found = self._routes.get(key)
         if found is None:
             route = site.route(model, field_name, data_model)
             parent = apps.get_model(route.parent_label)
             ct_id = ContentType.objects.get_for_model(parent, for_concrete_model=False).pk
-            found = self._routes[key] = (route.data_model, ct_id, route.data_model._meta.get_field("object_id"))
+            oid_field = route.data_model._meta.get_field("object_id")
+            found = self._routes[key] = (route.data_model, ct_id, oid_field, route.pk_limits)
         return found
 
     def bucket(self, data_model: type[models.Model], ts_ms: int) -> datetime | None:
@@ -204,14 +205,14 @@ class KeyMaker:
 
     def target(self, model: type[models.Model], pk: Any, field_name: str, data_model: Any = None) -> tuple:
         """Return (data model, content type id, object id, field); raise ValueError (bad pk) or a registry error."""
-        dm, ct_id, oid_field = self.route(model, field_name, data_model)
+        dm, ct_id, oid_field, limits = self.route(model, field_name, data_model)
         try:
             object_id = oid_field.to_python(pk)
         except (ValidationError, TypeError, OverflowError) as err:
             raise ValueError(f"{str(pk)[:80]!r} is not a primary key of {model.__name__}") from err
-        problem = pk_problem(oid_field, object_id)  # checked before writing: the database would refuse the chunk
+        problem = limits.problem(object_id, printable=True)  # checked before writing: the database would refuse the chunk
         if problem:
-            raise PrimaryKeyProblem(f"primary key {problem}")
+            raise PrimaryKeyProblem(f"primary key cannot be stored: {problem}")
         return dm, ct_id, object_id, field_name
 
     def increment(
