@@ -125,7 +125,10 @@ def child_import(path: str, db_path: str) -> dict:
 
 
 def run_child(*args: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")])),
+    )
     proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"bench child {args[0]} failed:\n{proc.stderr}")
@@ -158,11 +161,20 @@ def main() -> None:
             rss.append(imported["peak_rss_mib"])
         small_run = run_child("import", str(small), str(Path(tmp) / "db-small.sqlite3"))
     parse_rate, import_rate = statistics.median(parse_rates), statistics.median(import_rates)
-    print(json.dumps({
-        "figure": f"import_access_log lines/s (SQLite, {'uniform' if args.uniform else 'Zipf'} popularity)", "value": round(import_rate),
-        "baseline": "parse-only loop lines/s", "baseline_value": round(parse_rate),
-        "ratio": round(import_rate / parse_rate, 3), "lines": args.lines, "events": imported["events"], "runs": args.repeat,
-    }))
+    print(
+        json.dumps(
+            {
+                "figure": f"import_access_log lines/s (SQLite, {'uniform' if args.uniform else 'Zipf'} popularity)",
+                "value": round(import_rate),
+                "baseline": "parse-only loop lines/s",
+                "baseline_value": round(parse_rate),
+                "ratio": round(import_rate / parse_rate, 3),
+                "lines": args.lines,
+                "events": imported["events"],
+                "runs": args.repeat,
+            }
+        )
+    )
     print(json.dumps({
         "figure": "peak RSS MiB of the import", "value": statistics.median(rss), "lines": args.lines,
         "baseline": f"peak RSS MiB importing {args.lines // 10} lines", "baseline_value": small_run["peak_rss_mib"],

@@ -32,7 +32,11 @@ LINE = '203.0.113.9 - - [10/Jan/2026:10:15:00 +0000] "GET {path} HTTP/1.1" 200 5
 
 
 def write_cases(folder: Path) -> dict[str, Path]:
-    cases = {"long-line": folder / "long-line.log.gz", "long-paths": folder / "long-paths.log.gz", "wide-paths": folder / "wide.log.gz"}
+    cases = {
+        "long-line": folder / "long-line.log.gz",
+        "long-paths": folder / "long-paths.log.gz",
+        "wide-paths": folder / "wide.log.gz",
+    }
     with gzip.open(cases["long-line"], "wb", compresslevel=6) as f:
         f.write(LINE.format(path="/articles/1/").encode())
         f.write(b'203.0.113.9 - - [10/Jan/2026:10:15:00 +0000] "GET /articles/')
@@ -77,8 +81,13 @@ def run_child(tree: Path, path: Path, db: Path, cap_mib: int) -> dict:
                           capture_output=True, text=True, env=env, cwd=str(tree), preexec_fn=limit)
     if proc.returncode:
         if "MemoryError" in proc.stderr or proc.returncode < 0:
-            return {"peak_rss_mib": float(cap_mib), "seconds": round(time.perf_counter() - started, 2), "failed": "MemoryError at the cap",
-                    "events": None, "skipped": None}
+            return {
+                "peak_rss_mib": float(cap_mib),
+                "seconds": round(time.perf_counter() - started, 2),
+                "failed": "MemoryError at the cap",
+                "events": None,
+                "skipped": None,
+            }
         raise SystemExit(f"bench child failed in {tree} (rc {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

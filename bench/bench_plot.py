@@ -43,13 +43,13 @@ def plot(lines: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for broker, color in zip(BROKERS, ("tab:orange", "tab:red")):
-        sweep = sorted((l for l in lines if l["figure"] == "P2 fold per batch size" and l["broker"] == broker),
-                       key=lambda l: l["batch_size"])
+    for broker, color in zip(BROKERS, ("tab:orange", "tab:red"), strict=False):
+        sweep = sorted((row for row in lines if row["figure"] == "P2 fold per batch size" and row["broker"] == broker),
+                       key=lambda row: row["batch_size"])
         if sweep:
-            sizes = [l["batch_size"] for l in sweep]
-            left.plot(sizes, [l["value"] for l in sweep], "o-", color=color, label=f"fold into PostgreSQL, {broker}")
-            left.plot(sizes, [l["baseline_value"] for l in sweep], "--", color=color, alpha=0.6,
+            sizes = [row["batch_size"] for row in sweep]
+            left.plot(sizes, [row["value"] for row in sweep], "o-", color=color, label=f"fold into PostgreSQL, {broker}")
+            left.plot(sizes, [row["baseline_value"] for row in sweep], "--", color=color, alpha=0.6,
                       label=f"raw kombu drain, {broker}")
     left.set(xscale="log", yscale="log", xlabel="batch size (messages)", ylabel="events/s (one event per message)",
              title="Fold throughput vs batch size")
@@ -60,10 +60,10 @@ def plot(lines: list[dict], out: Path) -> None:
             ("P1 buffered send_increment_message per event", "value", "buffered send")]
     width = 0.25
     for i, (figure, key, label) in enumerate(bars):
-        values = [next((l[key] for l in lines if l["figure"] == figure and l["broker"] == b), 0) for b in BROKERS]
+        values = [next((row[key] for row in lines if row["figure"] == figure and row["broker"] == b), 0) for b in BROKERS]
         xs = [j + (i - 1) * width for j in range(len(BROKERS))]
         right.bar(xs, values, width, label=label)
-        for x, v in zip(xs, values):
+        for x, v in zip(xs, values, strict=False):
             right.annotate(f"{v:.0f}" if v >= 10 else f"{v:.1f}", (x, v), ha="center", va="bottom", fontsize=8)
     right.set(xticks=range(len(BROKERS)), xticklabels=BROKERS, yscale="log", ylabel="µs per event (median)",
               title="Request-path cost per broker")

@@ -109,7 +109,7 @@ def medians_ms(runs: int, *fns) -> list[float]:
         fn()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
-        for fn, bucket in zip(fns, times):
+        for fn, bucket in zip(fns, times, strict=False):
             started = time.perf_counter()
             fn()
             bucket.append((time.perf_counter() - started) * 1000)

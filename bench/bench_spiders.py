@@ -100,7 +100,9 @@ def main() -> None:
         spiders.is_spider(ua)
     measure("cached check, is_spider()", spiders.is_spider, working_set, args.rounds,
             engine=spiders.get_matcher().engine)
-    print(json.dumps({"figure": "cache hit rate of is_spider() over the cached runs", "hit_rate": hit_rate(spiders.get_matcher())}))
+    print(
+        json.dumps({"figure": "cache hit rate of is_spider() over the cached runs", "hit_rate": hit_rate(spiders.get_matcher())})
+    )
 
     matcher = spiders.get_matcher()
     reference = spiders.SpiderMatcher(spiders.dataset_patterns())

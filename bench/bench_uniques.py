@@ -34,7 +34,9 @@ def accuracy(max_n: int) -> None:
         emit(f"relative error, one sketch of {n} visitors (max of {trials})", max(errors), "", "95% bound", union_bound)
         if n >= 3650:
             per_day = n // 365  # disjoint days: the union must find n, not any day's count
-            days = [sketches.new_sketch(f"{d * per_day + i:016x}" for i in range(per_day)).serialize_compact() for d in range(365)]
+            days = [
+                sketches.new_sketch(f"{d * per_day + i:016x}" for i in range(per_day)).serialize_compact() for d in range(365)
+            ]
             got = sketches.estimate(sketches.union(days)).estimate
             emit(f"relative error, union of 365 days totalling {per_day * 365}", abs(got - per_day * 365) / (per_day * 365),
                  "", "95% bound", union_bound)
@@ -94,7 +96,9 @@ def request_path(rounds: int) -> None:
 
     visitors.load_salts()
     page, article = Page.objects.create(path="/p"), Article.objects.create(title="a")
-    requests = [RequestFactory().get("/", REMOTE_ADDR=f"10.0.{i // 250}.{i % 250}", HTTP_USER_AGENT="Firefox/120") for i in range(1000)]
+    requests = [
+        RequestFactory().get("/", REMOTE_ADDR=f"10.0.{i // 250}.{i % 250}", HTTP_USER_AGENT="Firefox/120") for i in range(1000)
+    ]
     for what, calls in (("build", 20_000), ("send", 2_000)):
         with_u, without = [], []
         for _ in range(rounds):
@@ -105,23 +109,32 @@ def request_path(rounds: int) -> None:
                     message.build() if what == "build" else message.send()
                 out.append((time.perf_counter() - started) / calls * 1e6)
             purge_queues()
-        emit(f"{what}() with a UniqueVisitors field", statistics.median(with_u), "µs", f"{what}() without", statistics.median(without))
+        emit(
+            f"{what}() with a UniqueVisitors field",
+            statistics.median(with_u),
+            "µs",
+            f"{what}() without",
+            statistics.median(without),
+        )
 
 
 def fold_rates(rounds: int, events: int) -> None:
     """Print fold events/s of events carrying visitors against the same events without them."""
+    import fill as filler
+
     from tests.testapp.models import Page, PageData
     from trackable import messages
     from trackable.folding import process_messages
     from trackable.models import FoldedMessage
-    import fill as filler
 
     filler.DATA_LABEL = "testapp.pagedata"  # fill() puts bodies on this data model's queue
 
     pages = [Page.objects.create(path=f"/f{i}").pk for i in range(1000)]
     rng = random.Random(7)
     ts = int(NOON.timestamp() * 1000)
-    spread = [(rng.choice(pages), ts - rng.randrange(5) * 86_400_000, f"{rng.randrange(events // 3):016x}") for _ in range(events)]
+    spread = [
+        (rng.choice(pages), ts - rng.randrange(5) * 86_400_000, f"{rng.randrange(events // 3):016x}") for _ in range(events)
+    ]
 
     def bodies(with_visitors: bool) -> list[bytes]:
         out = []

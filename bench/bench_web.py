@@ -90,7 +90,7 @@ def measure(port: int, path: str, args) -> tuple[float, int]:
     return load.ok.value / load.elapsed.value, load.progress.value - load.ok.value
 
 
-def start_servers(broker: str, variants: list[Variant], args, log) -> dict[str, "object"]:
+def start_servers(broker: str, variants: list[Variant], args, log) -> dict[str, object]:
     """Start one gunicorn per distinct settings (all at once, on their own ports); return them by label."""
     from tests import webload
 

@@ -8,8 +8,9 @@ import os
 import shutil
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,9 +45,8 @@ def _admin_sql(sql: str) -> None:
 
 
 def _drop(name: str) -> None:
-    from django.db import connections
-
     from django.conf import settings
+    from django.db import connections
 
     connections.close_all()
     purge_queues(delete=True)

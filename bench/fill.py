@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -105,7 +104,7 @@ def raw_drain(n: int, batch_size: int) -> float:
             while taken < n:
                 try:
                     conn.drain_events(timeout=2.0)
-                except socket.timeout:
+                except TimeoutError:
                     break
                 if len(batch) >= batch_size or taken + len(batch) >= n:
                     _ack(batch, conn)

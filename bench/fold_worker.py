@@ -49,9 +49,10 @@ def peak_rss_mb() -> float:
 
     VmHWM, not getrusage(): Linux carries ru_maxrss over exec, so it would report the parent's peak.
     """
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

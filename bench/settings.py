@@ -1,6 +1,7 @@
 """Settings of the benchmarks: their own PostgreSQL database and queue names, never the test ones.
 
-TRACKABLE_BENCH_BROKER chooses amqp, redis or filesystem (a folder under bench/out/); TRACKABLE_BENCH_RUN_ID makes the names unique per run.
+TRACKABLE_BENCH_BROKER chooses amqp, redis or filesystem (a folder under bench/out/);
+TRACKABLE_BENCH_RUN_ID makes the names unique per run.
 """
 import os
 import tempfile

@@ -53,4 +53,6 @@ def row_counts(model: Any, *fields: str) -> list[tuple]:
     """Return (object_id, [collected_during,] field...) tuples of every row, sorted."""
     names = ["object_id"] + (["collected_during"] if hasattr(model, "granularity") else []) + list(fields)
     # Numbers sort as numbers: as strings, object id 10 came before 9 once PostgreSQL's ids crossed a digit.
-    return sorted(model.objects.values_list(*names), key=lambda r: tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in r))
+    return sorted(
+        model.objects.values_list(*names), key=lambda r: tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in r)
+    )

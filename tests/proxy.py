@@ -1,6 +1,7 @@
 """A TCP proxy in front of a real broker, which a test can cut and restore to stage an outage."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from urllib.parse import urlsplit, urlunsplit
@@ -39,16 +40,12 @@ class BrokerProxy:
             listener, self.listener = self.listener, None
             sockets, self.sockets = self.sockets, []
         if listener is not None:
-            try:
+            with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() thread; close() alone may not
-            except OSError:
-                pass
             listener.close()
         for s in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     close = cut
@@ -79,7 +76,5 @@ class BrokerProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass

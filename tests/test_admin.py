@@ -59,7 +59,9 @@ def two_articles(db):
 
 def chart_values(page: str, field: str = "Impressions") -> list[int]:
     """Return the data-values of the change list chart titled '<field> of the listed rows per …'."""
-    match = re.search(rf'<svg class="trackable-chart".*?<title id="[^"]+">{field} of the listed rows per (\w+)</title>(.*?)</svg>', page, re.S)
+    match = re.search(
+        rf'<svg class="trackable-chart".*?<title id="[^"]+">{field} of the listed rows per (\w+)</title>(.*?)</svg>', page, re.S
+    )
     assert match, "no change list chart of " + field
     return [int(v) for v in re.findall(r'<circle class="trackable-point"[^>]*data-value="(-?\d+)"', match.group(2))]
 

@@ -70,7 +70,9 @@ def test_admin_draws_the_chart_of_an_article(browser, live_server, django_user_m
     today = bucket_start(datetime.now(timezone.utc), "day")
     ct = ContentType.objects.get_for_model(Article)
     ArticleTrackableData.objects.bulk_create(
-        ArticleTrackableData(content_type=ct, object_id=article.pk, collected_during=today - timedelta(days=13 - i), impressions=v)
+        ArticleTrackableData(
+            content_type=ct, object_id=article.pk, collected_during=today - timedelta(days=13 - i), impressions=v
+        )
         for i, v in enumerate(VALUES)
     )
     log_in(browser, live_server, django_user_model)

@@ -45,7 +45,7 @@ def test_original_task_name_is_registered():
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_worker_with_beat_folds_on_schedule(scheduler, tmp_path):
     articles = [Article.objects.create(title=f"a{i}") for i in range(2)]
-    for article, n in zip(articles, (5, 2)):
+    for article, n in zip(articles, (5, 2), strict=False):
         for _ in range(n):
             send_increment_message(None, article, "impressions")
 
@@ -56,7 +56,7 @@ def test_worker_with_beat_folds_on_schedule(scheduler, tmp_path):
         "--loglevel=INFO", f"--scheduler={scheduler}", f"--schedule={tmp_path / 'beat-schedule'}",
         "--without-heartbeat", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    log = open(tmp_path / "worker.log", "w+")
+    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - outlives the worker; closed in the finally
     worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90

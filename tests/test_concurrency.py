@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_two_workers_and_three_producers_count_exactly(tmp_path):
     pks = [Article.objects.create(title=f"hot {i}").pk for i in range(3)]
     env = dict(os.environ, TRACKABLE_TEST_USE_TEST_DB="1", PYTHONPATH=str(ROOT), TRACKABLE_CHAOS_BATCH="50")
-    logs = [open(tmp_path / f"p{i}.log", "w+") for i in range(5)]
+    logs = [open(tmp_path / f"p{i}.log", "w+") for i in range(5)]  # noqa: SIM115 - read after the processes end
     workers = [
-        subprocess.Popen([sys.executable, "-m", "tests.chaos.worker"], cwd=ROOT, env=env, stdout=logs[i], stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.chaos.worker"], cwd=ROOT, env=env, stdout=logs[i], stderr=subprocess.STDOUT
+        )
         for i in range(2)
     ]
     producers = [

@@ -39,9 +39,8 @@ def test_unknown_name_is_an_attribute_error():
 
 
 def test_legacy_misspelling_is_honoured_with_a_warning():
-    with override_settings(TRACKABLE_USER_AGENT_FILTERTING=True):
-        with pytest.warns(TrackableDeprecationWarning) as caught:
-            assert settings.USER_AGENT_FILTERING is True
+    with override_settings(TRACKABLE_USER_AGENT_FILTERTING=True), pytest.warns(TrackableDeprecationWarning) as caught:
+        assert settings.USER_AGENT_FILTERING is True
     assert str(caught[0].message) == (
         "The setting TRACKABLE_USER_AGENT_FILTERTING is misspelled and deprecated; "
         "rename it to TRACKABLE_USER_AGENT_FILTERING."

@@ -40,7 +40,9 @@ def hits():
     Hit.objects.create(content_type=article_ct, object_id=str(a1.pk), day=date(2026, 1, 5), hits=5, clicks=0)
     Hit.objects.create(content_type=article_ct, object_id=str(a1.pk), day=date(2026, 1, 6), hits=7, clicks=2)
     Hit.objects.create(content_type=article_ct, object_id=str(a2.pk), day=date(2026, 1, 6), hits=3, clicks=3)
-    Hit.objects.create(content_type=ContentType.objects.get_for_model(Video), object_id=str(video.pk), day=date(2026, 1, 6), hits=9)
+    Hit.objects.create(
+        content_type=ContentType.objects.get_for_model(Video), object_id=str(video.pk), day=date(2026, 1, 6), hits=9
+    )
     Hit.objects.create(content_type=None, object_id=None, day=date(2026, 1, 6), hits=4)
     Hit.objects.create(content_type=article_ct, object_id=str(a2.pk), day=None, hits=2)
     return a1, a2
@@ -93,7 +95,9 @@ def test_adding_keeps_what_is_there_and_replace_overwrites_only_mapped_counters(
     a1, a2 = hits
     ct = ContentType.objects.get_for_model(Article)
     day5 = datetime(2026, 1, 5, tzinfo=UTC)
-    ArticleTrackableData.objects.create(content_type=ct, object_id=a1.pk, collected_during=day5, impressions=100, click_throughs=50)
+    ArticleTrackableData.objects.create(
+        content_type=ct, object_id=a1.pk, collected_during=day5, impressions=100, click_throughs=50
+    )
     convert(*HIT_ARGS)
     assert rows()[0] == (a1.pk, "2026-01-05T00:00:00+00:00", 115, 51)
     replace = ("legacyapp.Hit", "testapp.ArticleTrackableData", "--update-fields", "hits:impressions",
@@ -129,8 +133,21 @@ def test_a_date_is_local_midnight_of_the_bucket_zone(hits):
 def test_foreign_key_link_and_datetime_bucket_fill_hourly_rows():
     article = Article.objects.create(title="a")
     for minute, views in ((5, 1), (59, 2), (61, 4)):
-        PageView.objects.create(article=article, viewed_at=datetime(2026, 3, 1, 10, tzinfo=UTC).replace(minute=minute % 60, hour=10 + minute // 60), views=views)
-    convert("legacyapp.PageView", "testapp.ArticleHourlyData", "--fields", "views:reads", "--link-field", "article", "--bucket-field", "viewed_at")
+        PageView.objects.create(
+            article=article,
+            viewed_at=datetime(2026, 3, 1, 10, tzinfo=UTC).replace(minute=minute % 60, hour=10 + minute // 60),
+            views=views,
+        )
+    convert(
+        "legacyapp.PageView",
+        "testapp.ArticleHourlyData",
+        "--fields",
+        "views:reads",
+        "--link-field",
+        "article",
+        "--bucket-field",
+        "viewed_at",
+    )
     assert rows(ArticleHourlyData, "reads") == [
         (article.pk, "2026-03-01T10:00:00+00:00", 3),
         (article.pk, "2026-03-01T11:00:00+00:00", 4),
@@ -142,7 +159,9 @@ def test_match_spec_and_counting_rows_into_totals():
     for _ in range(3):
         PageView.objects.create(title="Hello", views=5)
     PageView.objects.create(title="Nobody", views=5)
-    out = convert("legacyapp.PageView", "testapp.ArticleTotals", "--update-fields", "1:downloads", "--match-spec", "title:testapp.Article")
+    out = convert(
+        "legacyapp.PageView", "testapp.ArticleTotals", "--update-fields", "1:downloads", "--match-spec", "title:testapp.Article"
+    )
     assert list(ArticleTotals.objects.values_list("object_id", "downloads")) == [(article.pk, 3)]
     assert "Skipped 1 source rows: no Article matches --match-spec." in out
 
@@ -151,16 +170,35 @@ def test_dotted_link_field_follows_two_foreign_keys():
     article = Article.objects.create(title="a")
     view = PageView.objects.create(article=article, viewed_at=datetime(2026, 3, 1, 10, 30, tzinfo=UTC))
     Visit.objects.bulk_create([Visit(page_view=view, seconds=s) for s in (10, 20, 0)])
-    convert("legacyapp.Visit", "testapp.ArticleHourlyData", "--update-fields", "seconds:reads", "--link-field", "page_view.article",
-            "--key-fields", "page_view.viewed_at:collected_during")
+    convert(
+        "legacyapp.Visit",
+        "testapp.ArticleHourlyData",
+        "--update-fields",
+        "seconds:reads",
+        "--link-field",
+        "page_view.article",
+        "--key-fields",
+        "page_view.viewed_at:collected_during",
+    )
     assert rows(ArticleHourlyData, "reads") == [(article.pk, "2026-03-01T10:00:00+00:00", 30)]
 
 
 def test_conversion_is_batched_not_one_query_per_row(django_assert_max_num_queries):
     article = Article.objects.create(title="a")
-    PageView.objects.bulk_create([PageView(article=article, viewed_at=datetime(2026, 3, 1, h % 24, tzinfo=UTC)) for h in range(200)])
+    PageView.objects.bulk_create(
+        [PageView(article=article, viewed_at=datetime(2026, 3, 1, h % 24, tzinfo=UTC)) for h in range(200)]
+    )
     with django_assert_max_num_queries(12):
-        convert("legacyapp.PageView", "testapp.ArticleHourlyData", "--fields", "views:reads", "--link-field", "article", "--bucket-field", "viewed_at")
+        convert(
+            "legacyapp.PageView",
+            "testapp.ArticleHourlyData",
+            "--fields",
+            "views:reads",
+            "--link-field",
+            "article",
+            "--bucket-field",
+            "viewed_at",
+        )
     assert sum(ArticleHourlyData.objects.values_list("reads", flat=True)) == 200
     assert ArticleHourlyData.objects.count() == 24
 
@@ -175,7 +213,14 @@ def test_ambiguous_match_is_an_error():
     Article.objects.create(title="Twin")
     PageView.objects.create(title="Twin")
     with pytest.raises(CommandError) as err:
-        convert("legacyapp.PageView", "testapp.ArticleTotals", "--update-fields", "1:downloads", "--match-spec", "title:testapp.Article:title")
+        convert(
+            "legacyapp.PageView",
+            "testapp.ArticleTotals",
+            "--update-fields",
+            "1:downloads",
+            "--match-spec",
+            "title:testapp.Article:title",
+        )
     assert str(err.value) == "--match-spec is ambiguous: 2 Article rows have title='Twin'; match on an attribute that is unique."
 
 
@@ -185,48 +230,106 @@ BASE = ("legacyapp.Hit", "testapp.ArticleTrackableData")
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("legacyapp.Nope", "testapp.ArticleTrackableData", "--fields", "hits:impressions"),
-         "Unknown model 'legacyapp.Nope': name it as app_label.ModelName."),
-        (("legacyapp.Hit", "testapp.Article", "--fields", "hits:impressions", "--link-field", "target"),
-         "testapp.Article is not a registered trackable data model; registered data models: testapp.ArticleHourlyData, "
-         "testapp.ArticleTotals, testapp.ArticleTrackableData, testapp.PageData, testapp.PlayerTrackableData, testapp.PlayerVisitData, testapp.VideoTrackableData."),
-        (BASE + ("--link-field", "target"),
-         "Give --update-fields source:dest pairs (e.g. --update-fields hits:impressions) to say which counters to copy."),
-        (BASE + ("--fields", "hits=impressions"),
-         "--update-fields takes source:dest pairs separated by commas (e.g. hits:impressions); got 'hits=impressions'."),
-        (BASE + ("--fields", "views:impressions", "--link-field", "target", "--bucket-field", "day"),
-         "Hit has no field 'views' (in --update-fields 'views')."),
-        (BASE + ("--fields", "hits:reads", "--link-field", "target", "--bucket-field", "day"),
-         "'reads' is not a counter field of ArticleTrackableData; its counter fields are: impressions, click_throughs."),
-        (BASE + ("--fields", "hits:impressions", "--bucket-field", "day"),
-         "Give --link-field (the path from a source row to its parent object, e.g. page or hit.page) or --match-spec "
-         "(source_attr:app_label.Model[:parent_attr]) to say how a source row finds its parent."),
-        (BASE + ("--fields", "hits:impressions", "--link-field", "target", "--match-spec", "x:testapp.Article"),
-         "Give either --link-field or --match-spec, not both."),
-        (BASE + ("--fields", "hits:impressions", "--link-field", "day", "--bucket-field", "day"),
-         "--link-field 'day' ends at Hit.day, which is not a foreign key or generic foreign key to a parent object."),
-        (BASE + ("--fields", "hits:impressions", "--link-field", "day.year", "--bucket-field", "day"),
-         "Hit.day is not a foreign key, so --link-field 'day.year' cannot follow it."),
-        (BASE + ("--fields", "hits:impressions", "--link-field", "target"),
-         "ArticleTrackableData keeps a time series; give --bucket-field naming the date or datetime field of Hit that "
-         "says when the counts happened."),
-        (("legacyapp.PageView", "testapp.ArticleTotals", "--fields", "views:downloads", "--link-field", "article", "--bucket-field", "viewed_at"),
-         "ArticleTotals keeps no time series, so --bucket-field does not apply; leave it out."),
-        (BASE + ("--fields", "hits:impressions", "--link-field", "target", "--bucket-field", "hits"),
-         "--bucket-field 'hits' is a PositiveIntegerField, not a DateField or DateTimeField."),
-        (("legacyapp.PageView", "testapp.VideoTrackableData", "--fields", "views:plays", "--link-field", "article", "--bucket-field", "viewed_at"),
-         "Article is not registered with VideoTrackableData; register it in trackables.py or convert into a data model of Article."),
-        (BASE + ("--fields", "hits:impressions", "--match-spec", "title", "--bucket-field", "day"),
-         "--match-spec takes source_attr:app_label.Model[:parent_attr]; got 'title'."),
-        (BASE + ("--fields", "hits:impressions", "--match-spec", "object_id:testapp.Article:slug", "--bucket-field", "day"),
-         "Article has no field 'slug' (in --match-spec 'object_id:testapp.Article:slug')."),
-        (BASE + ("--fields", "hits:impressions", "--link-field", "target", "--key-fields", "day:when"),
-         "--key-fields only maps one source date or datetime field to collected_during (the bucket); use --bucket-field."),
-        (BASE + ("--fields", "hits:impressions", "--link-field", "target", "--bucket-field", "day", "--max-records", "0"),
-         "--max-records must be a positive number of rows, not 0."),
-        (BASE + ("--fields", "hits:impressions", "--link-field", "target", "--bucket-field", "day", "--order-by", "nope"),
-         "--order-by 'nope' does not fit Hit: Cannot resolve keyword 'nope' into field. Choices are: clicks, content_type, "
-         "content_type_id, day, hits, id, object_id, ratio, target"),
+        (
+            ("legacyapp.Nope", "testapp.ArticleTrackableData", "--fields", "hits:impressions"),
+            "Unknown model 'legacyapp.Nope': name it as app_label.ModelName.",
+        ),
+        (
+            ("legacyapp.Hit", "testapp.Article", "--fields", "hits:impressions", "--link-field", "target"),
+            "testapp.Article is not a registered trackable data model; registered data models: testapp.ArticleHourlyData, "
+            "testapp.ArticleTotals, testapp.ArticleTrackableData, testapp.PageData, testapp.PlayerTrackableData, "
+            "testapp.PlayerVisitData, testapp.VideoTrackableData.",
+        ),
+        (
+            BASE + ("--link-field", "target"),
+            "Give --update-fields source:dest pairs (e.g. --update-fields hits:impressions) to say which counters to copy.",
+        ),
+        (
+            BASE + ("--fields", "hits=impressions"),
+            "--update-fields takes source:dest pairs separated by commas (e.g. hits:impressions); got 'hits=impressions'.",
+        ),
+        (
+            BASE + ("--fields", "views:impressions", "--link-field", "target", "--bucket-field", "day"),
+            "Hit has no field 'views' (in --update-fields 'views').",
+        ),
+        (
+            BASE + ("--fields", "hits:reads", "--link-field", "target", "--bucket-field", "day"),
+            "'reads' is not a counter field of ArticleTrackableData; its counter fields are: impressions, click_throughs.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--bucket-field", "day"),
+            "Give --link-field (the path from a source row to its parent object, e.g. page or hit.page) or --match-spec "
+            "(source_attr:app_label.Model[:parent_attr]) to say how a source row finds its parent.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--link-field", "target", "--match-spec", "x:testapp.Article"),
+            "Give either --link-field or --match-spec, not both.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--link-field", "day", "--bucket-field", "day"),
+            "--link-field 'day' ends at Hit.day, which is not a foreign key or generic foreign key to a parent object.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--link-field", "day.year", "--bucket-field", "day"),
+            "Hit.day is not a foreign key, so --link-field 'day.year' cannot follow it.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--link-field", "target"),
+            "ArticleTrackableData keeps a time series; give --bucket-field naming the date or datetime field of Hit that "
+            "says when the counts happened.",
+        ),
+        (
+            (
+                "legacyapp.PageView",
+                "testapp.ArticleTotals",
+                "--fields",
+                "views:downloads",
+                "--link-field",
+                "article",
+                "--bucket-field",
+                "viewed_at",
+            ),
+            "ArticleTotals keeps no time series, so --bucket-field does not apply; leave it out.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--link-field", "target", "--bucket-field", "hits"),
+            "--bucket-field 'hits' is a PositiveIntegerField, not a DateField or DateTimeField.",
+        ),
+        (
+            (
+                "legacyapp.PageView",
+                "testapp.VideoTrackableData",
+                "--fields",
+                "views:plays",
+                "--link-field",
+                "article",
+                "--bucket-field",
+                "viewed_at",
+            ),
+            "Article is not registered with VideoTrackableData; register it in trackables.py or convert into a data "
+            "model of Article.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--match-spec", "title", "--bucket-field", "day"),
+            "--match-spec takes source_attr:app_label.Model[:parent_attr]; got 'title'.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--match-spec", "object_id:testapp.Article:slug", "--bucket-field", "day"),
+            "Article has no field 'slug' (in --match-spec 'object_id:testapp.Article:slug').",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--link-field", "target", "--key-fields", "day:when"),
+            "--key-fields only maps one source date or datetime field to collected_during (the bucket); use --bucket-field.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--link-field", "target", "--bucket-field", "day", "--max-records", "0"),
+            "--max-records must be a positive number of rows, not 0.",
+        ),
+        (
+            BASE + ("--fields", "hits:impressions", "--link-field", "target", "--bucket-field", "day", "--order-by", "nope"),
+            "--order-by 'nope' does not fit Hit: Cannot resolve keyword 'nope' into field. Choices are: clicks, content_type, "
+            "content_type_id, day, hits, id, object_id, ratio, target",
+        ),
     ],
 )
 def test_bad_options_are_command_errors(args, message):
@@ -238,5 +341,14 @@ def test_bad_options_are_command_errors(args, message):
 def test_a_fractional_count_is_an_error(hits):
     Hit.objects.update(ratio=0.5)
     with pytest.raises(CommandError) as err:
-        convert("legacyapp.Hit", "testapp.ArticleTrackableData", "--fields", "ratio:impressions", "--link-field", "target", "--bucket-field", "day")
+        convert(
+            "legacyapp.Hit",
+            "testapp.ArticleTrackableData",
+            "--fields",
+            "ratio:impressions",
+            "--link-field",
+            "target",
+            "--bucket-field",
+            "day",
+        )
     assert str(err.value) == "Source field 'ratio' holds 0.5, which is not a whole number of events."

@@ -62,7 +62,9 @@ def test_fold_and_status_before_migrate_say_run_migrate(tmp_path):
         if lang == "python":
             with open(project / code.split("\n", 1)[0].split()[1], "a", encoding="utf-8") as f:
                 f.write("\n" + code)
-    sent = _manage(project, "shell", "-c", "from my_app.views import *; print(send_increment_message(None, MyObject(pk=1), 'impressions'))")
+    sent = _manage(
+        project, "shell", "-c", "from my_app.views import *; print(send_increment_message(None, MyObject(pk=1), 'impressions'))"
+    )
     assert sent.stdout.strip().splitlines()[-1] == "True", sent.stderr
     tables = "django_content_type, trackable_foldedmessage, trackable_foldrun, my_app_myobjecttrackabledata"
     fold = _manage(project, "fold_trackable_messages")

@@ -1,4 +1,5 @@
 """The fold end to end on the configured broker and database: exact rows, redelivery, bad input."""
+import io
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -180,7 +181,7 @@ def test_fold_only_named_data_models_keeps_the_others():
     for _ in range(3):
         send_increment_message(None, article, "impressions")
         send_increment_message(None, article, "reads")
-    call_command("fold_trackable_messages", "testapp.ArticleHourlyData", stdout=open("/dev/null", "w"))
+    call_command("fold_trackable_messages", "testapp.ArticleHourlyData", stdout=io.StringIO())
     assert ArticleHourlyData.objects.get().reads == 3
     assert ArticleTrackableData.objects.count() == 0
     result = fold()

@@ -12,10 +12,19 @@ from datetime import datetime, timezone
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import drain_dead_letters, fold
-from tests.testapp.models import Article, ArticleTotals, ArticleTrackableData, Player, PlayerTrackableData, Video, VideoTrackableData
+from tests.testapp.models import (
+    Article,
+    ArticleTotals,
+    ArticleTrackableData,
+    Player,
+    PlayerTrackableData,
+    Video,
+    VideoTrackableData,
+)
 from trackable import messages, transport
 from trackable.buckets import bucket_start
 from trackable.upsert import field_range
@@ -111,7 +120,7 @@ def test_values_at_the_column_limits_are_counted_or_set_aside_never_lost(scenari
             assert low <= value <= high
             finals[(name, str(object_id))] = value
     expected = {(name, str(pk)): value for name, value in initial.items() for pk in [pks[name]]}
-    for i, (name, pk, amount, kind) in sent.items():
+    for i, (name, pk, amount, _kind) in sent.items():
         if i not in dead:
             expected[(name, str(pk))] = expected.get((name, str(pk)), 0) + amount
     assert finals == expected

@@ -109,7 +109,9 @@ def test_a_truncated_user_agent_is_reported_not_taken_for_a_missing_one(tmp_path
 
 def test_a_pk_beyond_bigint_skips_its_line_not_its_chunk(tmp_path):
     path = tmp_path / "access.log"
-    path.write_text(line("/articles/1/") + line("/articles/2/") + line("/articles/99999999999999999999999/") + line("/articles/1/"))
+    path.write_text(
+        line("/articles/1/") + line("/articles/2/") + line("/articles/99999999999999999999999/") + line("/articles/1/")
+    )
     out = run("import_access_log", path)
     assert (
         "Skipped 1 lines: primary key cannot be stored: Article.id (BigAutoField) holds integers from "
@@ -194,7 +196,7 @@ def test_an_overlong_line_is_skipped_in_bounded_memory(tmp_path):
 
 
 def test_the_path_cache_is_bounded_in_bytes(tmp_path):
-    from trackable.accesslog import LogImporter, LineFilter
+    from trackable.accesslog import LineFilter, LogImporter
     from trackable.importing import ChunkWriter, ImportStats, Progress
 
     path = tmp_path / "access.log"

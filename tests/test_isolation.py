@@ -1,6 +1,7 @@
 """The fold never stalls: values the database would refuse are set aside with a reason, the rest is counted."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -10,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from kombu import Producer
 
 from tests.helpers import drain_dead_letters, fold, publish_raw, row_counts
 from tests.testapp.models import Article, ArticleTrackableData, Player, PlayerTrackableData
-from kombu import Producer
-
 from trackable import messages, transport
 from trackable.exceptions import InvalidPrimaryKey
 from trackable.messaging import send_increment_message, send_message
@@ -100,7 +100,7 @@ def test_a_sum_that_would_overflow_a_counter_is_set_aside_with_the_fix_and_repla
     assert result.reasons == {"adding": 1}
 
     # Replayed before the fix: it comes back to the dead letters once, with the same reason.
-    call_command("fold_trackable_messages", "--replay-dead-letters", stdout=open(os.devnull, "w"))
+    call_command("fold_trackable_messages", "--replay-dead-letters", stdout=io.StringIO())
     assert ArticleTrackableData.objects.get(object_id=a.pk).impressions == most
     dead = drain_dead_letters()
     (reason,) = [headers["x-trackable-error"] for _, headers in dead]
@@ -113,8 +113,8 @@ def test_a_sum_that_would_overflow_a_counter_is_set_aside_with_the_fix_and_repla
     # After the fix (here: room made in the row) a replay counts it, once.
     put_dead_letters(dead)
     ArticleTrackableData.objects.filter(object_id=a.pk).update(impressions=0)
-    call_command("fold_trackable_messages", "--replay-dead-letters", stdout=open(os.devnull, "w"))
-    call_command("fold_trackable_messages", "--replay-dead-letters", stdout=open(os.devnull, "w"))
+    call_command("fold_trackable_messages", "--replay-dead-letters", stdout=io.StringIO())
+    call_command("fold_trackable_messages", "--replay-dead-letters", stdout=io.StringIO())
     assert ArticleTrackableData.objects.get(object_id=a.pk).impressions == most
     assert drain_dead_letters() == []
 

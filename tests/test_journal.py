@@ -408,7 +408,10 @@ def test_relay_command_adopts_orphans(scratch, capsys):
     "overrides, message",
     [
         ({"TRACKABLE_JOURNAL_MAX_BYTES": 0}, "TRACKABLE_JOURNAL_MAX_BYTES is 0; it must be a positive int."),
-        ({"TRACKABLE_JOURNAL_RELAY_INTERVAL": "1"}, "TRACKABLE_JOURNAL_RELAY_INTERVAL is '1'; it must be a positive int or float."),
+        (
+            {"TRACKABLE_JOURNAL_RELAY_INTERVAL": "1"},
+            "TRACKABLE_JOURNAL_RELAY_INTERVAL is '1'; it must be a positive int or float.",
+        ),
         ({"TRACKABLE_JOURNAL": "no"}, "TRACKABLE_JOURNAL is 'no'; it must be True or False."),
     ],
 )

@@ -24,7 +24,9 @@ TS = 1_796_000_000_000
 
 def kill_a_fold_holding_the_queue() -> None:
     env = dict(os.environ, TRACKABLE_TEST_USE_TEST_DB="1", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "tests.chaos.killed_fold"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.chaos.killed_fold"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert (done.returncode, done.stdout) == (-9, "taken 40\n"), done.stdout + done.stderr
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.helpers import drain_dead_letters, publish_raw
 from tests.testapp.models import Article, ArticleTrackableData
 from trackable import messages
@@ -31,7 +32,9 @@ def test_big_junk_messages_are_set_aside_and_memory_stays_bounded():
             publish_raw(junk, LABEL)
         publish_raw(messages.build([(LABEL, "testapp.article", article.pk, "impressions", 1, TS)]), LABEL)
     env = dict(os.environ, TRACKABLE_TEST_USE_TEST_DB="1", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "tests.chaos.memory_fold"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.chaos.memory_fold"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -7,7 +7,9 @@ import time
 import pytest
 from django.db.models import Sum
 from django.test import override_settings
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tests.helpers import drain_dead_letters, fold, publish_raw
 from tests.testapp.models import Article, ArticleTrackableData
@@ -19,15 +21,29 @@ MAX_BYTES = 4096
 NOW_MS = int(time.time() * 1000)
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
 
 # Values that are wrong for each position of an event, so that a mutated event is malformed by construction.
 WRONG = {
     0: st.one_of(st.none(), st.integers(), st.just("Not A Label"), st.just("testapp.ghost"), st.just("testapp.articletotals")),
     1: st.one_of(st.none(), st.integers(), st.just("testapp.video"), st.just("no dots")),
-    2: st.one_of(st.none(), st.booleans(), st.floats(), st.just(""), st.just("x" * 300), st.just("abc"), st.lists(st.integers(), max_size=2)),
+    2: st.one_of(
+        st.none(),
+        st.booleans(),
+        st.floats(),
+        st.just(""),
+        st.just("x" * 300),
+        st.just("abc"),
+        st.lists(st.integers(), max_size=2),
+    ),
     3: st.one_of(st.none(), st.integers(), st.just("not a field"), st.just("click throughs"), st.just("nope")),
-    4: st.one_of(st.none(), st.just(0), st.booleans(), st.floats(allow_nan=False), st.text(max_size=3), st.integers(min_value=2**31)),
+    4: st.one_of(
+        st.none(), st.just(0), st.booleans(), st.floats(allow_nan=False), st.text(max_size=3), st.integers(min_value=2**31)
+    ),
     5: st.one_of(st.none(), st.booleans(), st.integers(max_value=10**9), st.floats(allow_nan=False), st.text(max_size=3)),
 }
 
@@ -63,7 +79,9 @@ def junk(draw, pk, pwned):
     if kind == "oversized":
         padding = " " * (MAX_BYTES + 1)
         return valid[:-1] + padding.encode() + b"}", "application/json"
-    return valid, draw(st.sampled_from(["text/plain", "application/x-python-serialize", "application/x-yaml", "application/octet-stream"]))
+    return valid, draw(
+        st.sampled_from(["text/plain", "application/x-python-serialize", "application/x-yaml", "application/octet-stream"])
+    )
 
 
 @pytest.mark.django_db

@@ -54,7 +54,9 @@ def new_project(tmp_path: Path, *, with_admin: bool) -> Path:
     if not with_admin:
         settings, urls = project / "proj" / "settings.py", project / "proj" / "urls.py"
         settings.write_text(re.sub(r"""\n\s*["']django\.contrib\.admin["'],""", "", settings.read_text()))
-        urls.write_text(re.sub(r"""\n\s*path\(["']admin/["'], admin\.site\.urls\),|from django\.contrib import admin""", "", urls.read_text()))
+        urls.write_text(
+            re.sub(r"""\n\s*path\(["']admin/["'], admin\.site\.urls\),|from django\.contrib import admin""", "", urls.read_text())
+        )
         assert "contrib.admin" not in settings.read_text() and "admin.site" not in urls.read_text()
     return project
 
@@ -130,5 +132,8 @@ def test_quickstart_blocks_run_when_pasted_in_order(tmp_path, document, with_adm
         *body, last = shell.rstrip("\n").split("\n")
         read_back = "\n".join(body) + f"\nprint([row['impressions'] for row in {last}])"
     else:
-        read_back = "from my_app.trackables import MyObjectTrackableData as D\nprint(list(D.objects.values_list('impressions', flat=True)))"
+        read_back = (
+            "from my_app.trackables import MyObjectTrackableData as D\n"
+            "print(list(D.objects.values_list('impressions', flat=True)))"
+        )
     assert run(project, "manage.py", "shell", "-c", read_back).strip().splitlines()[-1] == "[3]"

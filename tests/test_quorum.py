@@ -32,7 +32,7 @@ def quorum_settings():
 @pytest.mark.usefixtures("direct_publish")
 def test_quorum_queues_are_declared_and_folded_exactly(quorum_settings):
     articles = [Article.objects.create(title=f"q{i}") for i in range(2)]
-    for article, n in zip(articles, (5, 2)):
+    for article, n in zip(articles, (5, 2), strict=False):
         for _ in range(n):
             assert send_increment_message(None, article, "impressions") is True
     result = process_messages([ArticleTrackableData])

@@ -99,7 +99,9 @@ def test_hostile_envelopes_are_set_aside_and_their_neighbours_counted(redis_brok
     for raw in hostile:
         redis_broker.lpush(queue, raw)
     # Delivery tags are the fold's to choose: a missing, odd or shared one is replaced, the message counted.
-    redis_broker.lpush(queue, envelope(good(article.pk, 2), delivery_tag="same"), envelope(good(article.pk, 3), delivery_tag="same"))
+    redis_broker.lpush(
+        queue, envelope(good(article.pk, 2), delivery_tag="same"), envelope(good(article.pk, 3), delivery_tag="same")
+    )
     redis_broker.lpush(queue, envelope(good(article.pk, 4), delivery_tag=5))
 
     result = fold(LABEL)

@@ -87,10 +87,14 @@ def test_minutes_move_into_another_data_model():
     page = Page.objects.create(path="/")
     ct = ContentType.objects.get_for_model(Page)
     for minute, views, score in [(0, 1, -2), (30, 2, 5), (59, 3, 0)]:
-        PageMinuteData.objects.create(content_type=ct, object_id=page.pk, collected_during=at(5, 10, minute), views=views, score=score)
+        PageMinuteData.objects.create(
+            content_type=ct, object_id=page.pk, collected_during=at(5, 10, minute), views=views, score=score
+        )
     PageMinuteData.objects.create(content_type=ct, object_id=page.pk, collected_during=NOW, views=7)
     PageDayData.objects.create(content_type=ct, object_id=page.pk, collected_during=OLD, views=100, visitors=9)
-    with override_settings(TRACKABLE_RETENTION={"legacyapp.PageMinuteData": {"rollup_after_days": 1, "rollup_to": "legacyapp.PageDayData"}}):
+    with override_settings(
+        TRACKABLE_RETENTION={"legacyapp.PageMinuteData": {"rollup_after_days": 1, "rollup_to": "legacyapp.PageDayData"}}
+    ):
         out = StringIO()
         call_command("trim_trackable_data", stdout=out)
     assert out.getvalue() == (
@@ -135,31 +139,57 @@ def test_old_rows_are_deleted_in_batches_and_dry_run_changes_nothing(hourly):
 @pytest.mark.parametrize(
     "setting, message",
     [
-        ({"testapp.Nope": {"delete_after_days": 1}}, "TRACKABLE_RETENTION names 'testapp.Nope', which is not a registered trackable data model."),
-        ({"testapp.ArticleTotals": {"delete_after_days": 1}},
-         "TRACKABLE_RETENTION names 'testapp.ArticleTotals', which keeps no time series; only time series can be trimmed."),
-        ({"testapp.ArticleHourlyData": {"keep": 1}},
-         "TRACKABLE_RETENTION['testapp.ArticleHourlyData'] must be a dict with some of the keys delete_after_days, "
-         "rollup_after_days, rollup_to; got {'keep': 1}."),
-        ({"testapp.ArticleHourlyData": {"delete_after_days": 0}},
-         "TRACKABLE_RETENTION['testapp.ArticleHourlyData']['delete_after_days'] is 0; it must be a positive number of days."),
-        ({"testapp.ArticleHourlyData": {"rollup_after_days": 3}},
-         "TRACKABLE_RETENTION['testapp.ArticleHourlyData'] needs both rollup_after_days and rollup_to, or neither."),
-        ({"testapp.ArticleHourlyData": {"rollup_after_days": 3, "rollup_to": "minute"}},
-         "TRACKABLE_RETENTION['testapp.ArticleHourlyData']: cannot roll hour buckets up into minute buckets; choose one of: day, week, month."),
-        ({"testapp.ArticleTrackableData": {"rollup_after_days": 3, "rollup_to": "month", "delete_after_days": 3}},
-         "TRACKABLE_RETENTION['testapp.ArticleTrackableData']: delete_after_days must be more than rollup_after_days, or rows "
-         "are deleted before they are rolled up."),
-        ({"testapp.ArticleHourlyData": {"rollup_after_days": 3, "rollup_to": "testapp.ArticleTrackableData"}},
-         "TRACKABLE_RETENTION['testapp.ArticleHourlyData']: testapp.ArticleTrackableData lacks the counter fields reads of testapp.ArticleHourlyData."),
-        ({"testapp.ArticleHourlyData": {"rollup_after_days": 3, "rollup_to": "legacyapp.PageDayData"}},
-         "TRACKABLE_RETENTION['testapp.ArticleHourlyData']: legacyapp.PageDayData lacks the counter fields reads of testapp.ArticleHourlyData."),
-        ({"legacyapp.PageDayData": {"rollup_after_days": 3, "rollup_to": "legacyapp.PageMinuteData"}},
-         "TRACKABLE_RETENTION['legacyapp.PageDayData']: legacyapp.PageMinuteData counts by minute, which is not a coarser "
-         "granularity aligned with day (week, month)."),
-        ({"legacyapp.PageDayData": {"rollup_after_days": 3, "rollup_to": "fortnight"}},
-         "TRACKABLE_RETENTION['legacyapp.PageDayData']['rollup_to'] is 'fortnight': name a coarser granularity (week, month) "
-         "or a registered time series data model as app_label.ModelName."),
+        (
+            {"testapp.Nope": {"delete_after_days": 1}},
+            "TRACKABLE_RETENTION names 'testapp.Nope', which is not a registered trackable data model.",
+        ),
+        (
+            {"testapp.ArticleTotals": {"delete_after_days": 1}},
+            "TRACKABLE_RETENTION names 'testapp.ArticleTotals', which keeps no time series; only time series can be trimmed.",
+        ),
+        (
+            {"testapp.ArticleHourlyData": {"keep": 1}},
+            "TRACKABLE_RETENTION['testapp.ArticleHourlyData'] must be a dict with some of the keys delete_after_days, "
+            "rollup_after_days, rollup_to; got {'keep': 1}.",
+        ),
+        (
+            {"testapp.ArticleHourlyData": {"delete_after_days": 0}},
+            "TRACKABLE_RETENTION['testapp.ArticleHourlyData']['delete_after_days'] is 0; it must be a positive number of days.",
+        ),
+        (
+            {"testapp.ArticleHourlyData": {"rollup_after_days": 3}},
+            "TRACKABLE_RETENTION['testapp.ArticleHourlyData'] needs both rollup_after_days and rollup_to, or neither.",
+        ),
+        (
+            {"testapp.ArticleHourlyData": {"rollup_after_days": 3, "rollup_to": "minute"}},
+            "TRACKABLE_RETENTION['testapp.ArticleHourlyData']: cannot roll hour buckets up into minute buckets; "
+            "choose one of: day, week, month.",
+        ),
+        (
+            {"testapp.ArticleTrackableData": {"rollup_after_days": 3, "rollup_to": "month", "delete_after_days": 3}},
+            "TRACKABLE_RETENTION['testapp.ArticleTrackableData']: delete_after_days must be more than rollup_after_days, or rows "
+            "are deleted before they are rolled up.",
+        ),
+        (
+            {"testapp.ArticleHourlyData": {"rollup_after_days": 3, "rollup_to": "testapp.ArticleTrackableData"}},
+            "TRACKABLE_RETENTION['testapp.ArticleHourlyData']: testapp.ArticleTrackableData lacks the counter fields "
+            "reads of testapp.ArticleHourlyData.",
+        ),
+        (
+            {"testapp.ArticleHourlyData": {"rollup_after_days": 3, "rollup_to": "legacyapp.PageDayData"}},
+            "TRACKABLE_RETENTION['testapp.ArticleHourlyData']: legacyapp.PageDayData lacks the counter fields reads "
+            "of testapp.ArticleHourlyData.",
+        ),
+        (
+            {"legacyapp.PageDayData": {"rollup_after_days": 3, "rollup_to": "legacyapp.PageMinuteData"}},
+            "TRACKABLE_RETENTION['legacyapp.PageDayData']: legacyapp.PageMinuteData counts by minute, which is not a coarser "
+            "granularity aligned with day (week, month).",
+        ),
+        (
+            {"legacyapp.PageDayData": {"rollup_after_days": 3, "rollup_to": "fortnight"}},
+            "TRACKABLE_RETENTION['legacyapp.PageDayData']['rollup_to'] is 'fortnight': name a coarser granularity (week, month) "
+            "or a registered time series data model as app_label.ModelName.",
+        ),
     ],
 )
 def test_bad_policies_are_found_by_the_system_check_and_the_command(setting, message):
@@ -178,9 +208,15 @@ def test_bad_policies_are_found_by_the_system_check_and_the_command(setting, mes
     "args, message",
     [
         ((), "TRACKABLE_RETENTION is empty, so there is nothing to trim; set it or give options for one data model."),
-        (("testapp.ArticleHourlyData",), "TRACKABLE_RETENTION has no policy for 'testapp.articlehourlydata'; add one or give --rollup-after/--delete-after."),
+        (
+            ("testapp.ArticleHourlyData",),
+            "TRACKABLE_RETENTION has no policy for 'testapp.articlehourlydata'; add one or give --rollup-after/--delete-after.",
+        ),
         (("--delete-after", "3"), "--rollup-after, --rollup-to and --delete-after apply to one data model; name exactly one."),
-        (("testapp.ArticleHourlyData", "--delete-after", "3", "--batch-size", "0"), "--batch-size must be a positive number of rows, not 0."),
+        (
+            ("testapp.ArticleHourlyData", "--delete-after", "3", "--batch-size", "0"),
+            "--batch-size must be a positive number of rows, not 0.",
+        ),
     ],
 )
 def test_command_errors(args, message):

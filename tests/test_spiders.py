@@ -36,7 +36,10 @@ FIXTURE_PATTERNS = [entry["fields"]["pattern"] for entry in json.loads(FIXTURE.r
 
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 FIREFOX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
-CUBOT = "Mozilla/5.0 (Linux; Android 8.1.0; CUBOT_NOVA Build/O11019) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/71.0.3578.99 Mobile Safari/537.36"
+CUBOT = (
+    "Mozilla/5.0 (Linux; Android 8.1.0; CUBOT_NOVA Build/O11019) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/71.0.3578.99 Mobile Safari/537.36"
+)
 # A made-up UA that no shipped pattern matches: used to watch a Spider row take effect.
 ZORGLUB = "Mozilla/5.0 (X11; Linux x86_64) Zorglub/3.1 (KHTML, like Gecko)"
 ENGINES = ["re2", "re"]
@@ -193,13 +196,12 @@ def test_a_missing_or_blank_user_agent_follows_the_setting(user_agent):
 @pytest.mark.no_broker
 def test_the_misspelled_setting_still_works_with_a_warning():
     assert settings.USER_AGENT_FILTERING is False
-    with override_settings(TRACKABLE_USER_AGENT_FILTERTING=True):
-        with pytest.warns(
-            TrackableDeprecationWarning,
-            match=r"^The setting TRACKABLE_USER_AGENT_FILTERTING is misspelled and deprecated; "
-            r"rename it to TRACKABLE_USER_AGENT_FILTERING\.$",
-        ):
-            assert settings.USER_AGENT_FILTERING is True
+    with override_settings(TRACKABLE_USER_AGENT_FILTERTING=True), pytest.warns(
+        TrackableDeprecationWarning,
+        match=r"^The setting TRACKABLE_USER_AGENT_FILTERTING is misspelled and deprecated; "
+        r"rename it to TRACKABLE_USER_AGENT_FILTERING\.$",
+    ):
+        assert settings.USER_AGENT_FILTERING is True
 
 
 @pytest.mark.no_broker
@@ -334,7 +336,9 @@ def test_a_spider_row_added_in_the_admin_filters_the_next_request(admin_client, 
     assert response.status_code == 200
     assert "&#x27;(zorglub&#x27; is not a regular expression re2 accepts" in response.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post("/admin/trackable/spider/add/", {"pattern": "zorglub/", "description": "Test.", "is_active": "on"})
+        response = admin_client.post(
+            "/admin/trackable/spider/add/", {"pattern": "zorglub/", "description": "Test.", "is_active": "on"}
+        )
     assert response.status_code == 302
     assert client.get("/articles/5/", HTTP_USER_AGENT=ZORGLUB).content == b"5 sent=False"
     fold()
@@ -400,7 +404,9 @@ def test_bad_rows_written_past_validation_never_disable_the_others(django_captur
 
 @pytest.mark.django_db
 @pytest.mark.no_broker
-def test_a_failed_reload_after_an_admin_save_is_logged_not_raised(admin_client, monkeypatch, caplog, django_capture_on_commit_callbacks):
+def test_a_failed_reload_after_an_admin_save_is_logged_not_raised(
+    admin_client, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
     spiders.refresh()
     before = spiders.get_matcher()
 
@@ -409,7 +415,9 @@ def test_a_failed_reload_after_an_admin_save_is_logged_not_raised(admin_client, 
 
     monkeypatch.setattr(spiders, "build_matcher", broken)
     with caplog.at_level(logging.ERROR, logger="trackable"), django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post("/admin/trackable/spider/add/", {"pattern": "zorglub/", "description": "", "is_active": "on"})
+        response = admin_client.post(
+            "/admin/trackable/spider/add/", {"pattern": "zorglub/", "description": "", "is_active": "on"}
+        )
     assert response.status_code == 302
     assert "Could not reload the trackable Spider patterns after a change; keeping the previous ones." in caplog.messages
     assert spiders.get_matcher() is before

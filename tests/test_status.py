@@ -159,7 +159,10 @@ def test_data_models_without_counters_or_registration():
     found = _check_data_models([Empty, Orphan])
     assert [(e.id, e.msg) for e in found] == [
         ("trackable.W012", "The data model legacyapp.Empty has no counter field, so it cannot count anything."),
-        ("trackable.W011", "The data model legacyapp.Orphan is not registered with trackable.site, so nothing is ever counted into it."),
+        (
+            "trackable.W011",
+            "The data model legacyapp.Orphan is not registered with trackable.site, so nothing is ever counted into it.",
+        ),
     ]
 
 
@@ -167,7 +170,10 @@ def test_data_models_without_counters_or_registration():
 @pytest.mark.parametrize(
     "value, message",
     [
-        ("tests.nowhere.resolve", "TRACKABLE_IMPORT_RESOLVER is 'tests.nowhere.resolve', which cannot be imported: No module named 'tests.nowhere'."),
+        (
+            "tests.nowhere.resolve",
+            "TRACKABLE_IMPORT_RESOLVER is 'tests.nowhere.resolve', which cannot be imported: No module named 'tests.nowhere'.",
+        ),
         ("tests.importurls.urlpatterns", "TRACKABLE_IMPORT_RESOLVER names [<URLPattern"),
     ],
 )

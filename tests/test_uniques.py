@@ -186,7 +186,7 @@ def test_spiders_are_not_visitors():
 
 def test_repeat_views_count_once_and_the_fold_unions_batches():
     page = Page.objects.create(path="/a")
-    for round_ in range(2):
+    for _round in range(2):
         for i in range(150):
             send_view(page, request(ip=f"10.0.{i // 250}.{i % 250}"))
         fold(PageData, batch_size=50)
@@ -242,7 +242,7 @@ def test_a_window_longer_than_the_salt_says_so():
 
 def test_top_and_queryset_uniques():
     pages = [Page.objects.create(path=f"/{i}") for i in range(3)]
-    for n, page in zip((5, 9, 2), pages):
+    for n, page in zip((5, 9, 2), pages, strict=False):
         for i in range(n):
             send_view(page, request(ip=f"10.2.0.{i}"))
     fold(PageData)
@@ -270,7 +270,12 @@ def test_the_relay_sums_one_visitors_events_and_keeps_visitors_apart():
     from trackable.relay import batch_messages
 
     event = ["testapp.pagedata", "testapp.page", 1, "views", 1, ts(NOON)]
-    events = [[*event, {"u": "00000000000000aa"}], [*event, {"u": "00000000000000aa"}], [*event, {"u": "00000000000000bb"}], event]
+    events = [
+        [*event, {"u": "00000000000000aa"}],
+        [*event, {"u": "00000000000000aa"}],
+        [*event, {"u": "00000000000000bb"}],
+        event,
+    ]
     [(label, _, out)] = batch_messages("seg", 0, 100, events)
     assert sorted(map(tuple, (e[4:5] + e[6:] for e in out)), key=str) == sorted(
         [(2, {"u": "00000000000000aa"}), (1, {"u": "00000000000000bb"}), (1,)], key=str

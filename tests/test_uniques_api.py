@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, models
+from django.db import models
 from django.test import override_settings
 from django.test.utils import isolate_apps
 from django.urls import reverse
@@ -69,7 +69,9 @@ def test_one_day_needs_no_salt_note(client, page):
 
 
 def test_totals_put_uniques_next_to_counts(client, page):
-    answer = api(client, "api-totals", "testapp.page", page.pk, fields="views,visitors", start="2026-03-10", end="2026-03-12").json()
+    answer = api(
+        client, "api-totals", "testapp.page", page.pk, fields="views,visitors", start="2026-03-10", end="2026-03-12"
+    ).json()
     assert answer["totals"] == {"views": 70}
     assert answer["uniques"] == {"visitors": {"estimate": 60, "lower": 60, "upper": 60}}
     csv = api(client, "api-totals", "testapp.page", page.pk, fields="views,visitors", format="csv").content.decode()

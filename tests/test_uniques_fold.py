@@ -7,19 +7,17 @@ import random
 import signal
 import subprocess
 import sys
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.test import override_settings
 from django.test.client import RequestFactory
 
 from tests.helpers import fold, publish_raw
 from tests.testapp.models import Page, PageData
-from django.conf import settings as django_settings
-
 from trackable import messages, messaging, relay, sketches, transport, uniques, visitors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +86,7 @@ def test_two_workers_killed_after_commits_give_the_estimate_of_one_clean_fold(tm
     mirrors = [Page.objects.create(path=f"/mirror{i}") for i in range(2)]
     mirror_seen, _ = publish_visits(mirrors, 300, pool=2500, seed=7)
     fold(PageData, batch_size=1000)
-    for page, mirror in zip(pages, mirrors):
+    for page, mirror in zip(pages, mirrors, strict=False):
         assert seen[page.pk] == mirror_seen[mirror.pk]
         assert uniques.uniques(page, "visitors") == uniques.uniques(mirror, "visitors")
         truth = len(seen[page.pk])

@@ -54,7 +54,7 @@ def test_post_counts_and_redirects_to_the_objects_own_url_without_a_query(client
     url = links.track_url(article, "click_throughs")
     with django_assert_num_queries(0):
         response = client.post(url)
-    assert (response.status_code, response["Location"]) == (303, "/articles/%d/" % article.pk)
+    assert (response.status_code, response["Location"]) == (303, f"/articles/{article.pk}/")
     assert clicks(article) == 1
 
 
@@ -62,7 +62,7 @@ def test_get_redirects_but_never_counts(client, article, django_assert_num_queri
     url = links.track_url(article, "click_throughs")
     with django_assert_num_queries(0):
         response = client.get(url, HTTP_SEC_PURPOSE="prefetch")
-    assert (response.status_code, response["Location"]) == (302, "/articles/%d/" % article.pk)
+    assert (response.status_code, response["Location"]) == (302, f"/articles/{article.pk}/")
     assert client.get(url).status_code == 302
     assert clicks(article) == 0
 
@@ -220,7 +220,11 @@ def test_api_permission_is_a_setting(client, article):
 
 def test_api_series_json_and_csv(client, article, staff):
     client.force_login(staff)
-    add_rows(ArticleHourlyData, article, {utc(2026, 5, 1, 10): {"reads": 2}, utc(2026, 5, 1, 11): {"reads": 3}, utc(2026, 5, 3, 1): {"reads": 1}})
+    add_rows(
+        ArticleHourlyData,
+        article,
+        {utc(2026, 5, 1, 10): {"reads": 2}, utc(2026, 5, 1, 11): {"reads": 3}, utc(2026, 5, 3, 1): {"reads": 1}},
+    )
     url = series_url(article, field="reads", start="2026-05-01", end="2026-05-04", granularity="day")
     assert client.get(url).json() == {
         "parent": "testapp.article",
@@ -249,7 +253,13 @@ def test_api_totals_and_top(client, db, staff):
     add_rows(ArticleTrackableData, a, {utc(2026, 5, 1): {"impressions": 3, "click_throughs": 1}})
     add_rows(ArticleTrackableData, b, {utc(2026, 5, 2): {"impressions": 8}, utc(2025, 1, 1): {"impressions": 100}})
     totals = client.get(reverse("trackable:api-totals", args=["testapp.article", b.pk]) + "?fields=impressions,click_throughs")
-    assert totals.json() == {"parent": "testapp.article", "pk": b.pk, "start": None, "end": None, "totals": {"impressions": 108, "click_throughs": 0}}
+    assert totals.json() == {
+        "parent": "testapp.article",
+        "pk": b.pk,
+        "start": None,
+        "end": None,
+        "totals": {"impressions": 108, "click_throughs": 0},
+    }
     top_url = reverse("trackable:api-top", args=["testapp.article"]) + "?field=impressions&start=2026-05-01&end=2026-06-01"
     assert client.get(top_url).json()["top"] == [{"pk": b.pk, "total": 8}, {"pk": a.pk, "total": 3}]
     assert client.get(top_url + "&n=1&format=csv").content.decode() == f"pk,impressions\n{b.pk},8\n"
@@ -303,7 +313,10 @@ def test_dashboard_is_for_staff_and_shows_totals_and_top_objects(client, db, sta
     client.force_login(staff)
     page = client.get(url + "?days=7").content.decode()
     assert 'Impressions: <span class="trackable-total">7</span>' in page
-    beta, alpha = page.index(f'<a href="/admin/testapp/article/{b.pk}/change/">Beta</a></td><td>5</td>'), page.index(">Alpha</a></td><td>2</td>")
+    beta, alpha = (
+        page.index(f'<a href="/admin/testapp/article/{b.pk}/change/">Beta</a></td><td>5</td>'),
+        page.index(">Alpha</a></td><td>2</td>"),
+    )
     assert beta < alpha
     assert 'Impressions: <span class="trackable-total">57</span>' in client.get(url + "?days=30").content.decode()
     assert client.get(url + "?days=0").status_code == 400
@@ -348,7 +361,13 @@ def test_data_model_admin_lists_rows_with_bucket_filters(rf, article, django_use
     changelist = model_admin.get_changelist_instance(request)
     assert [(r.impressions, r.collected_during) for r in changelist.get_queryset(request)] == [(3, utc(2026, 5, 1))]
     assert model_admin.date_hierarchy == "collected_during"
-    assert model_admin.get_list_display(request) == ["content_type", "object_id", "collected_during", "impressions", "click_throughs"]
+    assert model_admin.get_list_display(request) == [
+        "content_type",
+        "object_id",
+        "collected_during",
+        "impressions",
+        "click_throughs",
+    ]
     assert not model_admin.has_change_permission(request) and not model_admin.has_add_permission(request)
 
 
@@ -393,7 +412,9 @@ def test_status_tells_how_fresh_the_numbers_are(client, article, staff):
 
 
 def test_tracked_link_refuses_an_unsafe_target(article):
-    with pytest.raises(links.BadLink, match="^Tracking links redirect to http\\(s\\) URLs or site paths, not 'javascript:alert\\(1\\)'.$"):
+    with pytest.raises(
+        links.BadLink, match="^Tracking links redirect to http\\(s\\) URLs or site paths, not 'javascript:alert\\(1\\)'.$"
+    ):
         render('{% tracked_link article "click_throughs" "javascript:alert(1)" %}', article=article)
 
 
@@ -420,7 +441,9 @@ def test_registered_data_model_admin_page_lists_rows_by_bucket(client, article, 
         assert "1 article trackable data" in page
         assert '<td class="field-impressions">4</td>' in page and '<td class="field-impressions">3</td>' not in page
         assert "By collected during" in page  # the bucket filter
-        assert '<nav class="toplinks"' in page and 'class="date-back">&lsaquo; 2026</a>' in page  # drill-down (6.1 adds aria-labelledby)
+        assert (
+            '<nav class="toplinks"' in page and 'class="date-back">&lsaquo; 2026</a>' in page
+        )  # drill-down (6.1 adds aria-labelledby)
     finally:
         unregister_data_model_admin(ArticleTrackableData)
         reload_urls()
@@ -435,7 +458,10 @@ def test_a_token_expires_after_thirty_days_by_default(client, article):
     with mock.patch("time.time", return_value=time.time() - 29 * 86400):
         recent = links.beacon_url(article, "click_throughs")
     response = client.post(old)
-    assert (response.status_code, response.json()["error"]) == (400, "This tracking link has expired; reload the page that showed it.")
+    assert (response.status_code, response.json()["error"]) == (
+        400,
+        "This tracking link has expired; reload the page that showed it.",
+    )
     assert client.post(recent).status_code == 202
     assert clicks(article) == 1
 
@@ -508,12 +534,30 @@ def test_api_top_n_is_strict_ascii(client, staff, db, n):
 @pytest.mark.parametrize(
     ("parent", "pk", "error"),
     [
-        ("testapp.player", "%00", "'\\x00' is not a primary key of testapp.player: Player.handle (CharField) cannot hold a NUL character."),
-        ("testapp.player", "a%0Ab", "'a\\nb' is not a primary key of testapp.player: a primary key cannot hold a control character (newline, tab, ...) here."),
-        ("testapp.player", "x" * 41, f"'{'x' * 41}' is not a primary key of testapp.player: Player.handle (CharField) holds at most 40 characters."),
+        (
+            "testapp.player",
+            "%00",
+            "'\\x00' is not a primary key of testapp.player: Player.handle (CharField) cannot hold a NUL character.",
+        ),
+        (
+            "testapp.player",
+            "a%0Ab",
+            "'a\\nb' is not a primary key of testapp.player: a primary key cannot hold a control character (newline, "
+            "tab, ...) here.",
+        ),
+        (
+            "testapp.player",
+            "x" * 41,
+            f"'{'x' * 41}' is not a primary key of testapp.player: Player.handle (CharField) holds at most 40 characters.",
+        ),
         ("testapp.article", "%00", "'\\x00' is not a primary key of testapp.article."),
         ("testapp.article", "a%22;filename=evil.html", "'a\";filename=evil.html' is not a primary key of testapp.article."),
-        ("testapp.article", str(2**70), f"'{2**70}' is not a primary key of testapp.article: Article.id (BigAutoField) holds integers from -9223372036854775808 to 9223372036854775807."),
+        (
+            "testapp.article",
+            str(2**70),
+            f"'{2**70}' is not a primary key of testapp.article: Article.id (BigAutoField) holds integers from "
+            f"-9223372036854775808 to 9223372036854775807.",
+        ),
     ],
 )
 def test_api_refuses_hostile_pks_with_400(client, staff, db, parent, pk, error):

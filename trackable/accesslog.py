@@ -240,7 +240,9 @@ class LogImporter:
             return Problem(str(err))
         except ValueError as err:
             if isinstance(err, TrackableError):  # UnknownField, AmbiguousField: the resolver is wrong
-                raise ResolverError(f"The import resolver returned field {field!r} of {model.__name__} for {path}: {err}") from err
+                raise ResolverError(
+                    f"The import resolver returned field {field!r} of {model.__name__} for {path}: {err}"
+                ) from err
             return "not a primary key"
         except TrackableError as err:  # NotRegistered
             raise ResolverError(f"The import resolver returned a {model.__name__} for {path}: {err}") from err

@@ -138,7 +138,11 @@ class TrackableChartsMixin:
             "",
             "{}",
             (
-                (chart_of(obj, name, days=self.trackable_chart_days, granularity=self.trackable_chart_granularity, data_model=dm),)
+                (
+                    chart_of(
+                        obj, name, days=self.trackable_chart_days, granularity=self.trackable_chart_granularity, data_model=dm
+                    ),
+                )
                 for name, dm in self.get_trackable_chart_fields(obj)
             ),
         )

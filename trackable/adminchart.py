@@ -72,7 +72,13 @@ def changelist_charts(queryset: models.QuerySet) -> SafeString:
         "",
         "{}",
         (
-            (render_series(points, granularity, f"{str(opts.get_field(name).verbose_name).capitalize()} of the listed rows per {granularity}"),)
+            (
+                render_series(
+                    points,
+                    granularity,
+                    f"{str(opts.get_field(name).verbose_name).capitalize()} of the listed rows per {granularity}",
+                ),
+            )
             for name, points in series.items()
         ),
     )

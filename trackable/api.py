@@ -11,7 +11,8 @@ import functools
 import io
 import re
 from collections.abc import Callable
-from datetime import datetime, time, timedelta, timezone as dt_timezone
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.apps import apps
@@ -273,7 +274,10 @@ def top_view(request: HttpRequest, parent: str) -> HttpResponse:
         people = uniques.top_uniques(model, field, start, end, n=n)
         if request.GET.get("format") == "csv":
             return _csv(f"{parent}-top-{field}", ["pk", field, "lower", "upper"], [[e.object_id, *e.value] for e in people])
-        top = [{"pk": _pk_json(e.object_id), "total": e.value.estimate, "lower": e.value.lower, "upper": e.value.upper} for e in people]
+        top = [
+            {"pk": _pk_json(e.object_id), "total": e.value.estimate, "lower": e.value.lower, "upper": e.value.upper}
+            for e in people
+        ]
         return JsonResponse(
             {"parent": parent.lower(), "field": field, "start": start.isoformat(), "end": end.isoformat(), "top": top,
              **_unique_notes(start, end)}
@@ -306,7 +310,9 @@ def _unique_notes(start: datetime | None, end: datetime | None, values: dict[str
     return notes
 
 
-def _unique_series(request: HttpRequest, obj: Any, parent: str, pk: str, field: str, window: tuple, granularity: Any, zone: Any) -> HttpResponse:
+def _unique_series(
+    request: HttpRequest, obj: Any, parent: str, pk: str, field: str, window: tuple, granularity: Any, zone: Any
+) -> HttpResponse:
     start, end = window
     points = uniques.uniques_series(obj, field, start, end, granularity=granularity, tz=request.GET.get("tz") or None)
     rows = [[p.start.isoformat(), *p.value] for p in points]

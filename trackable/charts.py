@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, YEAR, bucket_start, next_bucket_start
 from trackable import query
+from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, YEAR, bucket_start, next_bucket_start
 from trackable.conf import settings
 from trackable.query import Point
 
@@ -60,7 +60,7 @@ def render_chart(points: Sequence[Point], granularity: str, title: str) -> SafeS
             format_html('<polyline class="trackable-line" fill="none" stroke="#417690" stroke-width="2" points="{}"/>',
                         " ".join(f"{x},{y}" for x, y in coords))
         )
-    for (x, y), point in zip(coords, points):
+    for (x, y), point in zip(coords, points, strict=False):
         parts.append(
             format_html(
                 '<circle class="trackable-point" cx="{}" cy="{}" r="3" fill="#417690" data-value="{}">'

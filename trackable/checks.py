@@ -230,7 +230,8 @@ def check_journal() -> list[checks.CheckMessage]:
     if settings.JOURNAL is not True:
         return []
     folder = settings.journal_dir
-    fix = "Set TRACKABLE_JOURNAL_DIR to a writable folder on a local disk, or TRACKABLE_JOURNAL = False to publish from the request."
+    fix = "Set TRACKABLE_JOURNAL_DIR to a writable folder on a local disk, or TRACKABLE_JOURNAL = False to publish "
+    "from the request."
     if folder is None:
         problem = "The trackable journal has no folder (TRACKABLE_JOURNAL_DIR is not set and there is no BASE_DIR)."
     else:
@@ -400,7 +401,8 @@ def _check_data_models(candidates: Any = None) -> list[checks.CheckMessage]:
         elif model not in registered:
             errors.append(
                 checks.Warning(
-                    f"The data model {model._meta.label} is not registered with trackable.site, so nothing is ever counted into it.",
+                    f"The data model {model._meta.label} is not registered with trackable.site, so nothing is ever "
+                    f"counted into it.",
                     hint=f"Call trackable.site.register(<parent model>, {model.__name__}) in a trackables.py module.",
                     obj=model,
                     id="trackable.W011",
@@ -415,7 +417,9 @@ def _check_resolver() -> list[checks.CheckMessage]:
     try:
         resolver = get_resolver()
     except ImproperlyConfigured as err:
-        return [checks.Error(str(err), hint="Name a callable (path, resolver_match) -> (object, field) | None.", id="trackable.E011")]
+        return [
+            checks.Error(str(err), hint="Name a callable (path, resolver_match) -> (object, field) | None.", id="trackable.E011")
+        ]
     if not callable(resolver):
         return [
             checks.Error(
@@ -475,8 +479,12 @@ def _check_unique_field(model: Any, field: Any) -> list[checks.CheckMessage]:
                          "Declare it on a subclass of trackable.TrackableTimeSeriesData."))
     unknown = [name for name in field.of or () if name not in counter_fields(model)]
     if unknown:
-        problems.append((f"counts the visitors of {', '.join(map(repr, unknown))}, which are not counter fields of {model.__name__}",
-                         f"Name counter fields of {model.__name__} in of=, or leave it out to count every event's visitor."))
+        problems.append(
+            (
+                f"counts the visitors of {', '.join(map(repr, unknown))}, which are not counter fields of {model.__name__}",
+                f"Name counter fields of {model.__name__} in of=, or leave it out to count every event's visitor.",
+            )
+        )
     if isinstance(field.lg_k, bool) or not isinstance(field.lg_k, int) or not 4 <= field.lg_k <= 21:
         problems.append((f"has lg_k={field.lg_k!r}, outside 4–21", "Leave lg_k out (12) or choose an integer from 4 to 21."))
     return [checks.Error(f"{where} {text}.", hint=hint, obj=model, id="trackable.E040") for text, hint in problems]

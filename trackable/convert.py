@@ -14,7 +14,8 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime
+from datetime import date, datetime
+from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
@@ -108,7 +109,9 @@ class Conversion:
         for src, dest in self.fields.items():
             if dest not in counter_fields(self.dest):
                 names = ", ".join(counter_fields(self.dest))
-                raise ConversionError(f"{dest!r} is not a counter field of {self.dest.__name__}; its counter fields are: {names}.")
+                raise ConversionError(
+                    f"{dest!r} is not a counter field of {self.dest.__name__}; its counter fields are: {names}."
+                )
             self.columns[src if src == COUNT_ROWS else _walk(self.source, src, "--update-fields")[0]] = dest
         self._check_parent()
         self._check_bucket()
@@ -123,7 +126,9 @@ class Conversion:
     def _check_dest(self) -> None:
         if self.dest not in site.data_models():
             known = ", ".join(sorted(dm._meta.label for dm in site.data_models())) or "none"
-            raise ConversionError(f"{self.dest._meta.label} is not a registered trackable data model; registered data models: {known}.")
+            raise ConversionError(
+                f"{self.dest._meta.label} is not a registered trackable data model; registered data models: {known}."
+            )
 
     def _check_parent(self) -> None:
         if bool(self.link_field) == bool(self.match_spec):
@@ -211,7 +216,7 @@ class Conversion:
         """Yield, for each source row, its increments (an empty list when the row is skipped)."""
         parents = self._parents(rows)
         nparent = len(self.parent_cols)
-        for row, parent in zip(rows, parents):
+        for row, parent in zip(rows, parents, strict=False):
             if isinstance(parent, str):
                 stats.skipped[parent] += 1
                 yield []
@@ -296,7 +301,7 @@ def run_add(conv: Conversion, stats: ImportStats, *, chunk_size: int, dry_run: b
     for start, rows in conv.chunks(chunk_size, done):
         stats.lines += len(rows)
         fresh = [(position, row) for position, row in enumerate(rows, start) if not writer.is_done(position)]
-        for (position, _), increments in zip(fresh, conv.increments([row for _, row in fresh], stats)):
+        for (position, _), increments in zip(fresh, conv.increments([row for _, row in fresh], stats), strict=False):
             writer.begin(position)
             for inc in increments:
                 writer.add(inc)

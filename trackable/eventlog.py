@@ -17,7 +17,13 @@ from django.db import models
 
 from trackable.exceptions import TrackableError
 from trackable.importing import (
-    ChunkWriter, ImportStats, KeyMaker, PrimaryKeyProblem, Problem, Progress, timestamp_problem,
+    ChunkWriter,
+    ImportStats,
+    KeyMaker,
+    PrimaryKeyProblem,
+    Problem,
+    Progress,
+    timestamp_problem,
 )
 
 __all__ = ["EventImporter", "HeaderError", "parse_timestamp"]

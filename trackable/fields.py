@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from django.db import models
@@ -49,13 +49,13 @@ class UniqueVisitors(models.BinaryField):
         return self.of is None or counter in self.of
 
 
-@lru_cache(maxsize=None)
+@cache
 def unique_fields(model: type[models.Model]) -> tuple[UniqueVisitors, ...]:
     """Return the UniqueVisitors fields of a data model (empty for most)."""
     return tuple(f for f in model._meta.concrete_fields if isinstance(f, UniqueVisitors))
 
 
-@lru_cache(maxsize=None)
+@cache
 def feeds_visitors(model: type[models.Model], counter: str) -> bool:
     """Return whether an event of `counter` of data model `model` feeds one of its UniqueVisitors fields."""
     return any(f.counts(counter) for f in unique_fields(model))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -235,7 +234,7 @@ def _drain(conn: Connection, batch: list[Any], want: int, idle_timeout: float) -
     while len(batch) < want and size < BATCH_MAX_BYTES:
         try:
             conn.drain_events(timeout=idle_timeout if not batch else min(idle_timeout, 0.05))
-        except socket.timeout:
+        except TimeoutError:
             return
         for raw in batch[counted:]:
             size += len(raw.body)
@@ -403,7 +402,10 @@ def _ack(raws: list[Any], channel: Any) -> None:
     if isinstance(raws[0], redisqueue.RedisMessage):
         redisqueue.ack(channel, [raw.delivery_tag for raw in raws])
         return
-    if getattr(channel.connection.client, "transport", None) is not None and channel.connection.client.transport.driver_type == "amqp":
+    if (
+        getattr(channel.connection.client, "transport", None) is not None
+        and channel.connection.client.transport.driver_type == "amqp"
+    ):
         last = max(raws, key=lambda r: r.delivery_tag)
         last.ack(multiple=True)
     else:

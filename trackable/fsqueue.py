@@ -16,15 +16,15 @@ or it held them longer than the lease) are renamed back by the next listing of t
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
 import time
 import uuid
 from pathlib import Path
-from typing import Any
-
 from queue import Empty
+from typing import Any
 
 from kombu.transport import filesystem
 from kombu.utils.json import dumps, loads
@@ -198,7 +198,9 @@ class Channel(filesystem.Channel):
             os.rename(path, os.path.join(self.data_folder_in, name))
         except OSError:
             return None  # another consumer reclaimed it, or its fold acked it meanwhile
-        logger.warning("Queue file %s given back: the fold that claimed it (pid %s) is gone or held it over %gs", name, pid, LEASE)
+        logger.warning(
+            "Queue file %s given back: the fold that claimed it (pid %s) is gone or held it over %gs", name, pid, LEASE
+        )
         return name
 
     def basic_consume(self, queue, no_ack, callback, consumer_tag, **kwargs):
@@ -229,20 +231,17 @@ class Channel(filesystem.Channel):
     def _forget(self, delivery_tag: str) -> None:
         claimed, _ = self._claimed.pop(delivery_tag, (None, None))
         if claimed is not None:
-            try:
+            # Gone: given back to the queue after the lease; the ledger spots the second copy.
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(claimed)
-            except FileNotFoundError:
-                pass  # given back to the queue after the lease; the ledger spots the second copy
 
     def _restore(self, message):
         """Give an unacked message back by renaming its claimed file to its queue name."""
         claimed, name = self._claimed.pop(message.delivery_tag, (None, None))
         if claimed is None:
             return super()._restore(message)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.rename(claimed, os.path.join(self.data_folder_in, name))
-        except FileNotFoundError:
-            pass
         self._listed_at = float("-inf")
 
     def _set_aside(self, claimed: str, name: str, err: Exception) -> None:

@@ -13,6 +13,7 @@ writes a whole record; a record whose bytes are not all there yet is simply not 
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -316,10 +317,8 @@ def open_orphan(folder: Path, name: str) -> Segment | None:
             return None
     except BaseException:
         if fd >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         raise
     return Segment(folder, name[: -len(SEGMENT_SUFFIX)], fd, info.st_size)
 
@@ -401,7 +400,5 @@ def refused_count(folder: Path, max_bytes: int = 1024 * 1024) -> int:
 
 
 def _unlink(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass

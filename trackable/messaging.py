@@ -8,8 +8,8 @@ loaded on first use: a web process imports only what sending needs.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -30,8 +30,8 @@ __all__ = [
     "send_increment_message",
     "send_decrement_message",
     "send_message",
-    "process_messages",
-    "FoldResult",
+    "process_messages",  # noqa: F822 - lazy (module __getattr__): sending must not import fold code
+    "FoldResult",  # noqa: F822 - lazy, as above
 ]
 
 logger = logging.getLogger("trackable")
@@ -96,7 +96,9 @@ class TrackableMessage(ABC):
         visitor: Any = False  # hashed once, for the first event whose data model counts visitors
         for field, amount in self.events():
             if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < abs(amount) <= messages.MAX_AMOUNT:
-                raise ValueError(f"The amount for {field!r} must be a non-zero integer within ±{messages.MAX_AMOUNT}, not {amount!r}.")
+                raise ValueError(
+                    f"The amount for {field!r} must be a non-zero integer within ±{messages.MAX_AMOUNT}, not {amount!r}."
+                )
             route = site.route(type(obj), field, self.data_model)
             problem = route.pk_limits.problem(pk)
             if problem is not None:

@@ -1,7 +1,7 @@
 """Abstract bases for data models, and the concrete Spider and ledger models of the app."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -78,7 +78,7 @@ class TrackableTimeSeriesData(TrackableData):
         return f"{super().__str__()} during {moment:%Y-%m-%d %H:%M %Z}".rstrip()
 
 
-@lru_cache(maxsize=None)
+@cache
 def counter_fields(model: type[models.Model]) -> tuple[str, ...]:
     """Return the names of the counter (integer) fields of a data model."""
     return tuple(
@@ -118,6 +118,9 @@ class Spider(models.Model):
         verbose_name_plural = _("spiders")
         ordering = ["pattern"]
 
+    def __str__(self) -> str:
+        return self.pattern
+
     def clean(self) -> None:
         """Refuse a pattern RE2 cannot compile or that would break the joined matcher (also from the admin)."""
         from django.core.exceptions import ValidationError
@@ -128,9 +131,6 @@ class Spider(models.Model):
             check_pattern(self.pattern)
         except ValueError as err:
             raise ValidationError({"pattern": str(err)}) from err
-
-    def __str__(self) -> str:
-        return self.pattern
 
     def natural_key(self) -> tuple[str]:
         return (self.pattern,)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from django.db import models
@@ -99,7 +99,7 @@ class PkLimits:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def pk_limits(parent: type[models.Model], data_model: type[models.Model] | None = None) -> PkLimits:
     """Return the PkLimits of `parent`'s primary keys, as stored in `data_model`'s ``object_id`` if given."""
     pk = _pk_field(parent)

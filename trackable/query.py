@@ -119,7 +119,7 @@ def series(
         if key not in sums:  # sub-hour rows of zones with odd offsets, grouped per row in SQL
             key = bucket_start(bucket, target, zone)
         sums[key] += int(value or 0)
-    return [Point(start_, sums[key]) for start_, key in zip(local, keys)]
+    return [Point(start_, sums[key]) for start_, key in zip(local, keys, strict=False)]
 
 
 def total(

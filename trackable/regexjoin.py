@@ -40,7 +40,7 @@ def _trie(words: Iterable[str]) -> str:
         if "" in node:  # a word ends here: for a yes/no search, longer words add nothing
             return ""
         branches = [re.escape(char) + render(child) for char, child in sorted(node.items())]
-        return branches[0] if len(branches) == 1 else "(?:%s)" % "|".join(branches)
+        return branches[0] if len(branches) == 1 else "(?:{})".format("|".join(branches))
 
     return render(root) if root else ""
 

@@ -11,6 +11,7 @@ any relay of the host, by :func:`flush` (the fold calls it), and by ``manage.py 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import logging
 import os
@@ -343,17 +344,13 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()  # another thread may have held it at the fork
     if inherited is not None:
         for segment in inherited.segments:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(segment.fd)  # our copy only: the parent keeps its descriptor, and so its lock
-            except OSError:
-                pass
 
 
 def _unlink(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 if hasattr(os, "register_at_fork"):

@@ -4,9 +4,10 @@ A rollup moves counts, it never copies them: in one transaction per batch it add
 counters to their coarser bucket (in another data model, or in the bucket-aligned row of the same one)
 with `n = n + delta` upserts, subtracts the same amounts from the old rows, and deletes the old rows
 that are then all zero. UniqueVisitors sketches are unioned into the coarser row (trackable.sketches);
-a union is idempotent, so an old row kept by a concurrent fold is simply unioned again next run. A fold that increments an old row meanwhile is never lost: its delta is what
-remains in the row after the subtraction, so the row stays and the next run rolls it up. Totals over
-any range of whole coarse buckets are the same before, during and after a rollup.
+a union is idempotent, so an old row kept by a concurrent fold is simply unioned again next run. A fold
+that increments an old row meanwhile is never lost: its delta is what remains in the row after the
+subtraction, so the row stays and the next run rolls it up. Totals over any range of whole coarse
+buckets are the same before, during and after a rollup.
 """
 from __future__ import annotations
 
@@ -71,7 +72,9 @@ def _days(value: Any, name: str, label: str) -> timedelta | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ImproperlyConfigured(f"TRACKABLE_RETENTION[{label!r}][{name!r}] is {value!r}; it must be a positive number of days.")
+        raise ImproperlyConfigured(
+            f"TRACKABLE_RETENTION[{label!r}][{name!r}] is {value!r}; it must be a positive number of days."
+        )
     return timedelta(days=value)
 
 
@@ -84,7 +87,9 @@ def policy_from(label: str, spec: Any) -> Policy:
     if dm is None or dm not in site.data_models():
         raise ImproperlyConfigured(f"TRACKABLE_RETENTION names {label!r}, which is not a registered trackable data model.")
     if not issubclass(dm, TrackableTimeSeriesData):
-        raise ImproperlyConfigured(f"TRACKABLE_RETENTION names {label!r}, which keeps no time series; only time series can be trimmed.")
+        raise ImproperlyConfigured(
+            f"TRACKABLE_RETENTION names {label!r}, which keeps no time series; only time series can be trimmed."
+        )
     if not isinstance(spec, dict) or not set(spec) <= KEYS or not spec:
         raise ImproperlyConfigured(
             f"TRACKABLE_RETENTION[{label!r}] must be a dict with some of the keys {', '.join(sorted(KEYS))}; got {spec!r}."
@@ -97,7 +102,8 @@ def policy_from(label: str, spec: Any) -> Policy:
         policy.rollup_to, policy.granularity = _target(dm, spec["rollup_to"], label)
         if policy.delete_after is not None and policy.delete_after <= policy.rollup_after:
             raise ImproperlyConfigured(
-                f"TRACKABLE_RETENTION[{label!r}]: delete_after_days must be more than rollup_after_days, or rows are deleted before they are rolled up."
+                f"TRACKABLE_RETENTION[{label!r}]: delete_after_days must be more than rollup_after_days, or rows are "
+                f"deleted before they are rolled up."
             )
     return policy
 
@@ -192,10 +198,12 @@ def _merge_sketches(dm: type[models.Model], target: type[models.Model], db: str,
 
     zone = get_zone(settings.time_zone)
     gathered: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    rows = dm._default_manager.using(db).filter(pk__in=pks).values_list("content_type_id", "object_id", "collected_during", *fields)
+    rows = (
+        dm._default_manager.using(db).filter(pk__in=pks).values_list("content_type_id", "object_id", "collected_during", *fields)
+    )
     for ct_id, object_id, bucket, *values in rows:
         key = (ct_id, object_id, bucket_start(bucket, policy.granularity, zone))
-        for name, value in zip(fields, values):
+        for name, value in zip(fields, values, strict=False):
             if value is not None:
                 gathered[key][name].append(value)
     lg_k = {f.attname: f.lg_k for f in unique_fields(dm)}
@@ -229,10 +237,10 @@ def _plan(rows: list[tuple], names: list[str], policy: Policy) -> tuple[dict, di
         coarse = bucket_start(bucket, policy.granularity, zone)
         if policy.rollup_to is policy.data_model and coarse == bucket:
             continue  # already a coarse row of this model: it receives, it does not move
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=False):
             if value:
                 add[(ct_id, object_id, coarse)][name] += value
-        sub[pk] = dict(zip(names, values))
+        sub[pk] = dict(zip(names, values, strict=False))
         pks.append(pk)
     return add, sub, pks
 

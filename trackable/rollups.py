@@ -13,8 +13,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
 
-from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, UTC, WEEK, bucket_start, check_granularity, get_zone
-from trackable.buckets import next_bucket_start
+from trackable.buckets import (
+    DAY,
+    GRANULARITIES,
+    HOUR,
+    MINUTE,
+    UTC,
+    WEEK,
+    bucket_start,
+    check_granularity,
+    get_zone,
+    next_bucket_start,
+)
 from trackable.conf import settings
 from trackable.exceptions import QueryError
 

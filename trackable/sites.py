@@ -200,7 +200,9 @@ class TrackableSite:
 
     @staticmethod
     def _check_parent(model: type[models.Model], data_model: type[models.Model]) -> None:
-        pk_type = model._meta.pk.target_field.get_internal_type() if model._meta.pk.is_relation else model._meta.pk.get_internal_type()
+        pk_type = (
+            model._meta.pk.target_field.get_internal_type() if model._meta.pk.is_relation else model._meta.pk.get_internal_type()
+        )
         oid = data_model._meta.get_field("object_id")
         oid_type = oid.get_internal_type()
         if pk_type in INTEGER_TYPES:

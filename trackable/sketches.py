@@ -146,7 +146,7 @@ def merge_sketches(connection: BaseDatabaseWrapper, model: type[models.Model], u
             new = updates.get(key)
             if new is None:
                 continue
-            values = [_merged(old, new.get(f.attname), f.lg_k) for f, old in zip(fields, stored)]
+            values = [_merged(old, new.get(f.attname), f.lg_k) for f, old in zip(fields, stored, strict=False)]
             changed.append([*values, pk])
     table.write(changed)
     return len(changed)
@@ -183,20 +183,21 @@ class _Table:
             arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in self.key_fields)
             match = " AND ".join(f"{col} = k.c{i}" for i, col in enumerate(self.key_cols))
             sql = f"{head} JOIN unnest({arrays}) AS k(c0, c1, c2) ON {match} ORDER BY 1{lock}"
-            params: list[Any] = [list(column) for column in zip(*keys)]
+            params: list[Any] = [list(column) for column in zip(*keys, strict=False)]
         else:
             rows = ", ".join(["(%s, %s, %s)"] * len(keys))
             values = f"VALUES {rows}" if connection.vendor == "sqlite" else rows
             sql = f"{head} WHERE ({', '.join(self.key_cols)}) IN ({values}) ORDER BY 1{lock}"
-            params = [f.get_db_prep_value(v, connection) for key in keys for f, v in zip(self.key_fields, key)]
+            params = [f.get_db_prep_value(v, connection) for key in keys for f, v in zip(self.key_fields, key, strict=False)]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [(row[0], self._key(row[1:4]), list(row[4:])) for row in cursor.fetchall()]
 
     def _key(self, raw: tuple) -> tuple:
         """Return a row's key as the fold spells it: ints, the object_id's Python type, an aware UTC datetime."""
-        from django.utils.dateparse import parse_datetime
         from datetime import timezone
+
+        from django.utils.dateparse import parse_datetime
 
         ct_id, object_id, bucket = raw
         if isinstance(bucket, str):
@@ -212,10 +213,11 @@ class _Table:
         with self.connection.cursor() as cursor:
             if self.connection.vendor == "postgresql":  # one statement, one array per column
                 names = [f"s{i}" for i in range(len(self.sketch_cols))]
-                sets = ", ".join(f"{col} = v.{name}" for col, name in zip(self.sketch_cols, names))
+                sets = ", ".join(f"{col} = v.{name}" for col, name in zip(self.sketch_cols, names, strict=False))
                 arrays = ", ".join(["%s::bytea[]"] * len(names) + ["%s::bigint[]"])
-                sql = f"UPDATE {self.table} SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}, pk) WHERE {self.table}.{self.pk} = v.pk"
-                cursor.execute(sql, [list(column) for column in zip(*rows)])
+                sql = f"UPDATE {self.table} SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}, pk) WHERE "
+                f"{self.table}.{self.pk} = v.pk"
+                cursor.execute(sql, [list(column) for column in zip(*rows, strict=False)])
             else:
                 sets = ", ".join(f"{col} = %s" for col in self.sketch_cols)
                 cursor.executemany(f"UPDATE {self.table} SET {sets} WHERE {self.pk} = %s", rows)

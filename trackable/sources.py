@@ -77,7 +77,7 @@ def open_source(path: str, identity_lines: int = 1) -> tuple[str, Iterator[bytes
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
     handle: IO[bytes] = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == b"\x1f\x8b" else buffered
     lines = bounded_lines(handle)
-    head = [line for _, line in zip(range(identity_lines), lines)]
+    head = [line for _, line in zip(range(identity_lines), lines, strict=False)]
     digest = hashlib.sha256(b"".join(b"\0" if line is OVERLONG else line for line in head)).hexdigest()[:48]
 
     def chained() -> Iterator[bytes]:

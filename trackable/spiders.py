@@ -170,7 +170,9 @@ class SpiderMatcher:
 
     def _reject(self, pattern: str, err: Any) -> None:
         self.rejected.append(pattern)
-        logger.warning("Spider pattern %r is not usable with %s (%s); ignored, the others still apply.", pattern, self.engine, err)
+        logger.warning(
+            "Spider pattern %r is not usable with %s (%s); ignored, the others still apply.", pattern, self.engine, err
+        )
 
     def _compile_rows(self, sensitive: str, rows: list[str], compile_any: Any) -> Any:
         """Compile the spider expression; if the rows together break it, drop the rows that do, one by one."""

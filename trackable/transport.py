@@ -6,6 +6,7 @@ growing back-off instead of opening a new connection per event.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -106,10 +107,8 @@ def reset() -> None:
     if old.pid == os.getpid():
         conn = old.local.conn
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail in any way
                 conn.release()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail in any way
-                pass
 
 
 def _after_fork() -> None:
@@ -185,10 +184,8 @@ def _mark_down(state: _State) -> None:
     local = state.local
     conn, local.conn, local.producer = local.conn, None, None
     if conn is not None:
-        try:
+        with contextlib.suppress(Exception):  # the connection is already broken: closing it may fail in any way
             conn.release()
-        except Exception:  # noqa: BLE001 - the connection is already broken
-            pass
     with state.lock:
         state.down_until = time.monotonic() + state.backoff
         state.backoff = min(state.backoff * 2, BACKOFF_MAX)

@@ -20,8 +20,8 @@ from trackable.exceptions import AmbiguousField, NotRegistered, QueryError
 from trackable.fields import UniqueVisitors, unique_fields
 from trackable.query import _rows, _rows_of_model, _window
 from trackable.rollups import bucket_starts, check_rollup, resolve_zone
-from trackable.sketches import Estimate
 from trackable.sites import site
+from trackable.sketches import Estimate
 
 __all__ = [
     "Estimate",
@@ -50,7 +50,9 @@ class UniqueEntry(NamedTuple):
     value: Estimate
 
 
-def unique_field(model: type[models.Model], field: str, data_model: type[models.Model] | None = None) -> tuple[type[models.Model], UniqueVisitors]:
+def unique_field(
+    model: type[models.Model], field: str, data_model: type[models.Model] | None = None
+) -> tuple[type[models.Model], UniqueVisitors]:
     """Return (data model, UniqueVisitors field) called `field` for parents of `model`; raise QueryError if none."""
     try:
         candidates = [data_model] if data_model is not None else site.get_data_models(model)
@@ -60,12 +62,16 @@ def unique_field(model: type[models.Model], field: str, data_model: type[models.
             raise NotRegistered(f"The model {model.__name__} is not registered with trackable.")
         matches = [(dm, f) for dm in candidates for f in unique_fields(dm) if f.name == field]
         if len(matches) > 1:
-            raise AmbiguousField(f"{field!r} is a UniqueVisitors field of several data models of {model.__name__}; pass data_model=.")
+            raise AmbiguousField(
+                f"{field!r} is a UniqueVisitors field of several data models of {model.__name__}; pass data_model=."
+            )
     except (NotRegistered, AmbiguousField) as err:
         raise QueryError(str(err)) from err
     if not matches:
         names = sorted({f.name for dm in candidates for f in unique_fields(dm)})
-        raise QueryError(f"{field!r} is not a UniqueVisitors field of {model.__name__}'s data models; those are: {', '.join(names) or 'none'}.")
+        raise QueryError(
+            f"{field!r} is not a UniqueVisitors field of {model.__name__}'s data models; those are: {', '.join(names) or 'none'}."
+        )
     return matches[0]
 
 
@@ -111,7 +117,10 @@ def uniques_series(
     for bucket, sketch in rows.filter(collected_during__gte=first).values_list("collected_during", f.attname):
         grouped[bucket_start(bucket, target, zone)].append(sketch)
     return [
-        UniquePoint(s.astimezone(zone), sketches.estimate(sketches.union(grouped.get(s, ()), f.lg_k)) if s in grouped else Estimate(0, 0, 0))
+        UniquePoint(
+            s.astimezone(zone),
+            sketches.estimate(sketches.union(grouped.get(s, ()), f.lg_k)) if s in grouped else Estimate(0, 0, 0),
+        )
         for s in starts
     ]
 

@@ -63,7 +63,7 @@ def upsert_increments(
         if unnest and not lowers:  # PostgreSQL adapts the validated Python values itself, in whole arrays
             keys = list(key[: len(key_fields)])
         else:
-            keys = [f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key)]
+            keys = [f.get_db_prep_save(v, connection) for f, v in zip(key_fields, key, strict=False)]
         (lowering if lowers else plain).append((keys, deltas))
     writer = _Writer(connection, opts.db_table, key_fields, counters, positive)
     if plain and unnest:
@@ -112,7 +112,7 @@ class _Writer:
         with self.connection.cursor() as cursor:
             cursor.execute(f"{sql} RETURNING {', '.join(c for _, c in touched)}", params)
             for row in cursor.fetchall():
-                for (f, _), value in zip(touched, row):
+                for (f, _), value in zip(touched, row, strict=False):
                     self._check_range(f, value)
 
     @staticmethod
@@ -127,7 +127,7 @@ class _Writer:
         return f"INSERT INTO {self.table} ({', '.join(self.key_cols + self.counter_cols)}) VALUES "
 
     def upsert(self, rows: list[tuple[list, dict[str, int]]]) -> None:
-        pairs = [(f, c) for f, c in zip(self.counters, self.counter_cols) if any(f.attname in d for _, d in rows)]
+        pairs = [(f, c) for f, c in zip(self.counters, self.counter_cols, strict=False) if any(f.attname in d for _, d in rows)]
         touched = [c for _, c in pairs]
         if self.mysql:
             tail = " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = {c} + VALUES({c})" for c in touched)
@@ -148,7 +148,7 @@ class _Writer:
         A statement with one placeholder per value costs more to build and parse than to run; with
         arrays its text is the same for every batch and its parameters are a handful of lists.
         """
-        touched = [c for f, c in zip(self.counters, self.counter_cols) if any(f.attname in d for _, d in rows)]
+        touched = [c for f, c in zip(self.counters, self.counter_cols, strict=False) if any(f.attname in d for _, d in rows)]
         fields = self.key_fields + self.counters
         arrays = [f"%s::{f.db_type(self.connection)}[]" for f in fields]
         sql = (
@@ -156,7 +156,7 @@ class _Writer:
             f" ON CONFLICT ({', '.join(self.key_cols)}) DO UPDATE SET "
             + ", ".join(f"{c} = {self.table}.{c} + EXCLUDED.{c}" for c in touched)
         )
-        columns = [list(col) for col in zip(*(keys for keys, _ in rows))]
+        columns = [list(col) for col in zip(*(keys for keys, _ in rows), strict=False)]
         columns += [[deltas.get(f.attname, 0) for _, deltas in rows] for f in self.counters]
         self._execute(sql, columns)
 
@@ -172,13 +172,15 @@ class _Writer:
             self._execute(self._insert_head() + ", ".join([placeholder] * len(chunk)) + tail, params)
 
     def update_from_values(self, rows: list[tuple[list, dict[str, int]]]) -> None:
-        touched = [(f, c) for f, c in zip(self.counters, self.counter_cols) if any(f.attname in d for _, d in rows)]
+        touched = [(f, c) for f, c in zip(self.counters, self.counter_cols, strict=False) if any(f.attname in d for _, d in rows)]
         nkeys = len(self.key_cols)
         ncols = nkeys + len(touched)
         v = [f"v.column{i + 1}" for i in range(ncols)]
         sets = []
         for i, (f, col) in enumerate(touched):
-            total = f"CAST({self.table}.{col} AS SIGNED) + {v[nkeys + i]}" if self.mysql else f"{self.table}.{col} + {v[nkeys + i]}"
+            total = (
+                f"CAST({self.table}.{col} AS SIGNED) + {v[nkeys + i]}" if self.mysql else f"{self.table}.{col} + {v[nkeys + i]}"
+            )
             clamp = f"CASE WHEN {total} < 0 THEN 0 ELSE {total} END" if f.attname in self.positive else total
             sets.append(f"{col} = {clamp}")
         match = " AND ".join(f"{self.table}.{k} = {v[i]}" for i, k in enumerate(self.key_cols))

@@ -37,7 +37,10 @@ def publish(events: int, seed: int) -> Counter:
     for _ in range(events):
         pk, field = rng.choice(pks), rng.choice(["impressions", "click_throughs"])
         ts = now_ms - rng.randint(0, DAYS * 86_400_000 - 1)
-        transport.publish(messages.build([("testapp.articletrackabledata", "testapp.article", pk, field, 1, ts)]), "testapp.articletrackabledata")
+        transport.publish(
+            messages.build([("testapp.articletrackabledata", "testapp.article", pk, field, 1, ts)]),
+            "testapp.articletrackabledata",
+        )
         expected[(pk, _day(ts), field)] += 1
     return expected
 
@@ -55,7 +58,9 @@ def counted() -> Counter:
     from tests.testapp.models import ArticleTrackableData
 
     out: Counter = Counter()
-    for pk, day, imp, clicks in ArticleTrackableData.objects.values_list("object_id", "collected_during", "impressions", "click_throughs"):
+    for pk, day, imp, clicks in ArticleTrackableData.objects.values_list(
+        "object_id", "collected_during", "impressions", "click_throughs"
+    ):
         out[(pk, day, "impressions")] += imp
         out[(pk, day, "click_throughs")] += clicks
     return +out
@@ -69,7 +74,9 @@ def kill_workers(kills: int, random_kills: bool, seed: int, log) -> dict:
     env["TRACKABLE_CHAOS_KILL_AFTER_COMMIT"] = "0.15" if random_kills else "1"
     done, after_commit, timed = 0, 0, 0
     while done < kills:
-        worker = subprocess.Popen([sys.executable, "-m", "tests.chaos.worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.chaos.worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             worker.wait(timeout=rng.uniform(1.0, 3.0) if random_kills else 60)
         except subprocess.TimeoutExpired:

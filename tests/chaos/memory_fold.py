@@ -20,4 +20,8 @@ def peak_rss_mb() -> float:
 
 if __name__ == "__main__":
     result = folding.process_messages(idle_timeout=1.0)
-    print(json.dumps({"messages": result.messages, "malformed": result.malformed, "reasons": result.reasons, "peak_rss_mb": peak_rss_mb()}))
+    print(
+        json.dumps(
+            {"messages": result.messages, "malformed": result.malformed, "reasons": result.reasons, "peak_rss_mb": peak_rss_mb()}
+        )
+    )

@@ -14,4 +14,6 @@ if __name__ == "__main__":
     pks, events = [int(x) for x in sys.argv[1].split(",")], int(sys.argv[2])
     articles = [Article(pk=pk) for pk in pks]  # no query: only the pk is needed
     for i in range(events):
-        send_increment_message(None, articles[i % len(articles)], "click_throughs" if (i // len(articles)) % 3 == 0 else "impressions")
+        send_increment_message(
+            None, articles[i % len(articles)], "click_throughs" if (i // len(articles)) % 3 == 0 else "impressions"
+        )

@@ -16,12 +16,12 @@ class Article(models.Model):
         return f"/articles/{self.pk}/"
 
 
-class Video(models.Model):
+class Video(models.Model):  # noqa: DJ008 - a test model; the default "Model object (pk)" is enough
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     title = models.CharField(max_length=100)
 
 
-class Player(models.Model):
+class Player(models.Model):  # noqa: DJ008 - a test model; the default "Model object (pk)" is enough
     handle = models.CharField(max_length=40, primary_key=True)
 
 
@@ -69,7 +69,7 @@ class PlayerTrackableData(trackable.TrackableTimeSeriesData):
 
 
 # Models for registry tests: never registered with the default site.
-class Gadget(models.Model):
+class Gadget(models.Model):  # noqa: DJ008 - a test model; the default "Model object (pk)" is enough
     name = models.CharField(max_length=40)
 
 
@@ -118,7 +118,7 @@ class PlayerVisitData(trackable.TrackableTimeSeriesData):
         app_label = "testapp"
 
 
-class Page(models.Model):
+class Page(models.Model):  # noqa: DJ008 - a test model; the default "Model object (pk)" is enough
     """A page whose visitors are counted once each (see docs/uniques.rst)."""
 
     path = models.CharField(max_length=100)

@@ -3,11 +3,11 @@ import trackable
 
 from .models import (
     Article,
-    Page,
-    PageData,
     ArticleHourlyData,
     ArticleTotals,
     ArticleTrackableData,
+    Page,
+    PageData,
     Player,
     PlayerTrackableData,
     PlayerVisitData,

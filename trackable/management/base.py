@@ -25,7 +25,9 @@ class ImportCommand(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", metavar="FILE", help="Files (plain or .gz); - reads stdin.")
         parser.add_argument("--source-id", help="Name the source in the import ledger instead of a digest of its first lines.")
-        parser.add_argument("--chunk-lines", type=int, default=None, help="Lines per transaction (default TRACKABLE_IMPORT_CHUNK_LINES).")
+        parser.add_argument(
+            "--chunk-lines", type=int, default=None, help="Lines per transaction (default TRACKABLE_IMPORT_CHUNK_LINES)."
+        )
         parser.add_argument("--dry-run", action="store_true", help="Read and count everything, write nothing.")
         parser.add_argument("--progress", action="store_true", default=None, help="Draw progress even when not on a terminal.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")

@@ -49,7 +49,12 @@ def tracked_link(
     # class_="button" → class="button", aria_label="…" → aria-label="…" (values escaped by flatatt)
     extra = flatatt({name.rstrip("_").replace("_", "-"): value for name, value in attrs.items()})
     return format_html(
-        '<a href="{}" {}="{}"{}>{}</a>', href, attribute, links.beacon_url(obj, field), extra, text if text is not None else str(obj)
+        '<a href="{}" {}="{}"{}>{}</a>',
+        href,
+        attribute,
+        links.beacon_url(obj, field),
+        extra,
+        text if text is not None else str(obj),
     )
 
 

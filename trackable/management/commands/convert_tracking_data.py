@@ -26,10 +26,14 @@ class Command(BaseCommand):
         parser.add_argument("--update-fields", "--fields", dest="update_fields", required=False,
                             help="source:dest counter pairs, comma separated, e.g. hits:impressions (1:impressions counts rows).")
         parser.add_argument("--link-field", help="Path from a source row to its parent object (dots follow foreign keys).")
-        parser.add_argument("--match-spec", help="source_attr:app_label.Model[:parent_attr]: find the parent by a matching attribute.")
+        parser.add_argument(
+            "--match-spec", help="source_attr:app_label.Model[:parent_attr]: find the parent by a matching attribute."
+        )
         parser.add_argument("--bucket-field", help="Date or datetime field of the source saying when the counts happened.")
         parser.add_argument("--key-fields", help="The original's spelling of --bucket-field: source_field:collected_during.")
-        parser.add_argument("--order-by", help="Comma-separated fields to order the source rows by (the primary key breaks ties).")
+        parser.add_argument(
+            "--order-by", help="Comma-separated fields to order the source rows by (the primary key breaks ties)."
+        )
         parser.add_argument("--max-records", type=int, help="Read at most this many source rows.")
         parser.add_argument("--mode", choices=[ADD, REPLACE], default=ADD, help="add (default, ledgered) or replace.")
         parser.add_argument("--chunk-size", type=int, default=None, help="Source rows per transaction.")
@@ -68,12 +72,17 @@ class Command(BaseCommand):
     def _conversion(self, options: dict[str, Any]) -> Conversion:
         source, dest = (self._model(options[name]) for name in ("source_model", "dest_model"))
         if not options["update_fields"]:
-            raise ConversionError("Give --update-fields source:dest pairs (e.g. --update-fields hits:impressions) to say which counters to copy.")
+            raise ConversionError(
+                "Give --update-fields source:dest pairs (e.g. --update-fields hits:impressions) to say which counters to copy."
+            )
         bucket = options["bucket_field"]
         if options["key_fields"]:
             keys = parse_pairs(options["key_fields"], "--key-fields")
             if list(keys.values()) != ["collected_during"] or bucket:
-                raise ConversionError("--key-fields only maps one source date or datetime field to collected_during (the bucket); use --bucket-field.")
+                raise ConversionError(
+                    "--key-fields only maps one source date or datetime field to collected_during (the bucket); use "
+                    "--bucket-field."
+                )
             bucket = next(iter(keys))
         order_by = [s.strip() for s in (options["order_by"] or "").split(",") if s.strip()]
         return Conversion(

@@ -6,10 +6,9 @@ import logging
 import time
 from typing import Any
 
+from django import db
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-
-from django import db
 from django.db import DatabaseError
 from kombu.exceptions import OperationalError
 
@@ -66,7 +65,9 @@ class Command(BaseCommand):
                 logger.exception("Fold failed unexpectedly, retrying in %gs", options["interval"])
                 time.sleep(options["interval"])
                 continue
-            quiet = options["loop"] and options["verbosity"] < 2 and not (result.messages or result.malformed or result.duplicates)
+            quiet = (
+                options["loop"] and options["verbosity"] < 2 and not (result.messages or result.malformed or result.duplicates)
+            )
             if not quiet:
                 self._report(result, options["json"])
             if not options["loop"]:

@@ -23,7 +23,9 @@ class Command(ImportCommand):
         super().add_arguments(parser)
         parser.add_argument("--status", default="2xx", help="Status codes or classes counted, e.g. 2xx,304 (default 2xx).")
         parser.add_argument("--methods", default="GET", help="Request methods counted, comma separated (default GET).")
-        parser.add_argument("--include-static", action="store_true", help="Count static files (STATIC_URL, MEDIA_URL, .css, .js, ...).")
+        parser.add_argument(
+            "--include-static", action="store_true", help="Count static files (STATIC_URL, MEDIA_URL, .css, .js, ...)."
+        )
         spiders = parser.add_mutually_exclusive_group()
         spiders.add_argument("--skip-spiders", dest="spiders", action="store_const", const=True, default=None,
                              help="Leave out spiders (default: when TRACKABLE_USER_AGENT_FILTERING is on).")
@@ -35,7 +37,9 @@ class Command(ImportCommand):
             resolver = get_resolver()
         except ImproperlyConfigured as err:
             raise CommandError(str(err)) from err
-        self.import_paths(options, lambda writer, lines, progress: LogImporter(writer, line_filter, resolver).run(lines, progress))
+        self.import_paths(
+            options, lambda writer, lines, progress: LogImporter(writer, line_filter, resolver).run(lines, progress)
+        )
 
     def _filter(self, options: dict[str, Any]) -> LineFilter:
         try:

@@ -55,7 +55,9 @@ def describe(status: dict[str, Any]) -> list[str]:
         )
     hour = status["folds_last_hour"]
     out.append(f"Last hour: {hour['runs']} folds, {hour['events']} events from {hour['messages']} messages")
-    out.append(f"Ledger: {status['ledger']['folded_messages']} folded message ids, {status['import_ledger']['chunks']} imported chunks")
+    out.append(
+        f"Ledger: {status['ledger']['folded_messages']} folded message ids, {status['import_ledger']['chunks']} imported chunks"
+    )
     return out
 
 
@@ -72,5 +74,8 @@ def describe_journal(facts: dict[str, Any]) -> list[str]:
         f"  backlog: {approx}{facts['backlog_events']} events in {facts['backlog_bytes']} bytes{age}; "
         f"{facts['segments']} segments, {facts['orphan_segments']} orphaned"
     )
-    out.append(f"  refused (over TRACKABLE_JOURNAL_MAX_BYTES): {facts['refused_events']} events; damaged files set aside: {facts['damaged_files']}")
+    out.append(
+        f"  refused (over TRACKABLE_JOURNAL_MAX_BYTES): {facts['refused_events']} events; damaged files set aside: "
+        f"{facts['damaged_files']}"
+    )
     return out

@@ -63,8 +63,12 @@ class Command(BaseCommand):
             missing = sorted(wanted - known)
             if missing:
                 label = missing[0]
-                raise CommandError(f"TRACKABLE_RETENTION has no policy for {label!r}; add one or give --rollup-after/--delete-after.")
+                raise CommandError(
+                    f"TRACKABLE_RETENTION has no policy for {label!r}; add one or give --rollup-after/--delete-after."
+                )
             return chosen
         if not policies:
-            raise CommandError("TRACKABLE_RETENTION is empty, so there is nothing to trim; set it or give options for one data model.")
+            raise CommandError(
+                "TRACKABLE_RETENTION is empty, so there is nothing to trim; set it or give options for one data model."
+            )
         return policies
