@@ -3,6 +3,7 @@ import importlib.util
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import django
 
@@ -54,6 +55,7 @@ TEMPLATES = [
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"
 
+DATABASES: dict[str, dict[str, Any]]
 if TEST_DB == "postgres":
     DATABASES = {
         "default": {
@@ -124,7 +126,7 @@ if TEST_BROKER == "filesystem":
         control_folder=str(Path(TRACKABLE_QUEUE_DIR) / "control"),
     )
 CELERY_TASK_DEFAULT_QUEUE = f"celery-test-{RUN_ID}"
-CELERY_BEAT_SCHEDULE = {}
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
 TRACKABLE_COLLECTION_PERIOD = float(os.environ.get("TRACKABLE_TEST_COLLECTION_PERIOD", "1800"))
 
 LOGGING = {

@@ -30,6 +30,7 @@ from trackable.sites import site  # noqa: E402
 # imported on first access (PEP 562) rather than here: `import trackable` stays safe in settings.
 # Type checkers see them as plain imports, so `class MyData(trackable.TrackableTimeSeriesData)` checks.
 if TYPE_CHECKING:
+    from trackable.fields import UniqueVisitors
     from trackable.models import TrackableData, TrackableTimeSeriesData
 
 _LAZY_MODELS = {"TrackableData", "TrackableTimeSeriesData"}

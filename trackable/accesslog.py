@@ -206,7 +206,9 @@ class LogImporter:
         agent = b"" if agent is None or agent == NO_AGENT else agent  # "-": the request had no header
         verdict = self._spiders.get(agent)
         if verdict is None:
-            verdict = self._spiders.put(agent, bool(self.filter.is_spider(agent.decode("utf-8", "replace"))))
+            is_spider = self.filter.is_spider
+            assert is_spider is not None  # only asked when spiders are filtered
+            verdict = self._spiders.put(agent, bool(is_spider(agent.decode("utf-8", "replace"))))
         return verdict
 
     def _resolve(self, target: bytes) -> Any:

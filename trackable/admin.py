@@ -26,7 +26,9 @@ __all__ = [
 class ParentTypeFilter(admin.RelatedFieldListFilter):
     """Filter a data model's rows by parent type, offering only the parents it is registered for."""
 
-    def field_choices(self, field: Any, request: Any, model_admin: Any) -> list[tuple[Any, str]]:
+    def field_choices(  # type: ignore[override]  # the stub says str keys; Django's own choices are pks
+        self, field: Any, request: Any, model_admin: Any
+    ) -> list[tuple[Any, str]]:
         from django.contrib.contenttypes.models import ContentType
 
         from trackable.sites import site
@@ -49,11 +51,12 @@ class TrackableDataAdmin(admin.ModelAdmin):
         super().__init__(model, admin_site)
         if self.date_hierarchy is None and issubclass(model, TrackableTimeSeriesData):
             # Drill down by year, month and day of the bucket, on top of the list filter.
-            self.date_hierarchy = "collected_during"
+            self.date_hierarchy = "collected_during"  # type: ignore[misc]  # per data model; Django reads the instance
 
-    def get_list_display(self, request: Any) -> list[str]:
-        timed = ["collected_during"] if issubclass(self.model, TrackableTimeSeriesData) else []
-        return ["content_type", "object_id", *timed, *counter_fields(self.model)]
+    def get_list_display(self, request: Any) -> list[Any]:
+        model: type[models.Model] = self.model
+        timed = ["collected_during"] if issubclass(model, TrackableTimeSeriesData) else []
+        return ["content_type", "object_id", *timed, *counter_fields(model)]
 
     def get_list_filter(self, request: Any) -> list[Any]:
         timed = [("collected_during", admin.DateFieldListFilter)] if issubclass(self.model, TrackableTimeSeriesData) else []
@@ -117,7 +120,7 @@ class TrackableChartsMixin:
         """Return the (field, data model) pairs to chart for `obj`."""
         from trackable.sites import site
 
-        pairs = [
+        pairs: list[tuple[str, type[models.Model]]] = [
             (name, dm)
             for dm in site.get_data_models(type(obj))
             if issubclass(dm, TrackableTimeSeriesData)

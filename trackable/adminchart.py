@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString, mark_safe
 from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, YEAR, bucket_start, get_zone, next_bucket_start
 from trackable.charts import render_series
 from trackable.conf import settings
-from trackable.models import TrackableTimeSeriesData, counter_fields
+from trackable.models import TrackableTimeSeriesData, counter_fields, model_field, time_series
 from trackable.query import Point
 from trackable.rollups import bucket_starts
 
@@ -43,7 +43,7 @@ def _granularity(own: str, first: datetime, end: datetime) -> str:
 
 def listed_series(queryset: models.QuerySet) -> tuple[str, dict[str, list[Point]]]:
     """Return (granularity, {counter field: points}) of the rows of `queryset`, summed per bucket."""
-    model = queryset.model
+    model = time_series(queryset.model)
     fields = counter_fields(model)
     rows = list(queryset.order_by().values("collected_during").annotate(**{f"trackable_{f}": Sum(f) for f in fields}))
     if not rows:
@@ -67,7 +67,7 @@ def changelist_charts(queryset: models.QuerySet) -> SafeString:
     if not issubclass(queryset.model, TrackableTimeSeriesData):
         return mark_safe("")
     granularity, series = listed_series(queryset)
-    opts = queryset.model._meta
+    model = queryset.model
     return format_html_join(
         "",
         "{}",
@@ -76,7 +76,7 @@ def changelist_charts(queryset: models.QuerySet) -> SafeString:
                 render_series(
                     points,
                     granularity,
-                    f"{str(opts.get_field(name).verbose_name).capitalize()} of the listed rows per {granularity}",
+                    f"{str(model_field(model, name).verbose_name).capitalize()} of the listed rows per {granularity}",
                 ),
             )
             for name, points in series.items()

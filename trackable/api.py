@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET
 
 from trackable import query, uniques
 from trackable.conf import settings
+from trackable.models import time_series
 from trackable.pklimits import pk_limits
 from trackable.sites import site
 
@@ -213,11 +214,11 @@ def series_view(request: HttpRequest, parent: str, pk: str) -> HttpResponse:
     granularity = request.GET.get("granularity") or None
     tz = request.GET.get("tz") or None
     if uniques.is_unique_field(type(obj), field):
-        _check_points(start, end, granularity or uniques.unique_field(type(obj), field)[0].granularity)
+        _check_points(start, end, granularity or time_series(uniques.unique_field(type(obj), field)[0]).granularity)
         return _unique_series(request, obj, parent, pk, field, (start, end), granularity, zone)
-    _check_points(start, end, granularity or query.data_model_for(type(obj), field).granularity)
+    _check_points(start, end, granularity or time_series(query.data_model_for(type(obj), field)).granularity)
     points = query.series(obj, field, start, end, granularity=granularity, tz=tz)
-    granularity = granularity or query.data_model_for(type(obj), field).granularity
+    granularity = granularity or time_series(query.data_model_for(type(obj), field)).granularity
     if request.GET.get("format") == "csv":
         return _csv(f"{parent}-{pk}-{field}", ["bucket", field], [[p.start.isoformat(), p.value] for p in points])
     return JsonResponse(
@@ -324,7 +325,7 @@ def _unique_series(
             "parent": parent.lower(),
             "pk": _pk_json(obj.pk),
             "field": field,
-            "granularity": granularity or uniques.unique_field(type(obj), field)[0].granularity,
+            "granularity": granularity or time_series(uniques.unique_field(type(obj), field)[0]).granularity,
             "tz": zone.key,
             "start": start.isoformat(),
             "end": end.isoformat(),

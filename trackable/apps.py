@@ -33,4 +33,6 @@ class TrackableConfig(SimpleTrackableConfig):
 
     def ready(self) -> None:
         super().ready()
-        self.module.autodiscover()
+        from trackable import autodiscover
+
+        autodiscover()

@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString, mark_safe
 from trackable import query
 from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, YEAR, bucket_start, next_bucket_start
 from trackable.conf import settings
+from trackable.models import model_field, time_series
 from trackable.query import Point
 
 __all__ = ["LABEL_FORMATS", "label", "render_chart", "render_table", "render_series", "chart_of"]
@@ -158,7 +159,8 @@ def chart_of(
     dm = uniques.unique_field(type(obj), field, data_model)[0] if unique else query.data_model_for(type(obj), field, data_model)
     if granularity is None:
         # Finer than a day is unreadable over weeks: hourly and minute rows are rolled up to days.
-        granularity = dm.granularity if GRANULARITY_RANK[dm.granularity] >= GRANULARITY_RANK[DAY] else DAY
+        own = time_series(dm).granularity
+        granularity = own if GRANULARITY_RANK[own] >= GRANULARITY_RANK[DAY] else DAY
     now = now or timezone.now()
     start, end = query.last_buckets(int(days or settings.DEFAULT_WINDOW_DAYS), DAY, now=now)
     zone = query.resolve_zone(None)
@@ -168,5 +170,5 @@ def chart_of(
         points = [Point(p.start, p.value.estimate) for p in people]
     else:
         points = query.series(obj, field, start, end, granularity=granularity, data_model=dm)
-    name = dm._meta.get_field(field).verbose_name
+    name = model_field(dm, field).verbose_name
     return render_series(points, granularity, title or f"{str(name).capitalize()} of {obj} per {granularity}")

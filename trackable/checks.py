@@ -165,7 +165,7 @@ def _unusable_broker(url: str, err: Exception) -> checks.Error:
 
 def check_setting_values() -> list[checks.CheckMessage]:
     """Return one error per TRACKABLE_* setting of SETTING_RULES whose value breaks its rule."""
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for name, rule in SETTING_RULES.items():
         with warnings.catch_warnings():  # a deprecated spelling is W001's to report
             warnings.simplefilter("ignore", TrackableDeprecationWarning)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -85,7 +85,7 @@ def _walk(model: type[models.Model], dotted: str, option: str) -> tuple[str, Any
         if i < len(parts) - 1:
             if not (f.many_to_one or f.one_to_one) or isinstance(f, GenericForeignKey):
                 raise ConversionError(f"{current.__name__}.{part} is not a foreign key, so {option} {dotted!r} cannot follow it.")
-            current = f.related_model
+            current = cast("type[models.Model]", f.related_model)  # a foreign key's model, never None or "self"
     return "__".join(parts), f
 
 
@@ -105,6 +105,7 @@ class Conversion:
 
     def __post_init__(self) -> None:
         self._check_dest()
+        self.parent_model: type[models.Model] | None = None  # None: read per row from the content type
         self.columns: dict[str, str] = {}  # source lookup -> dest counter
         for src, dest in self.fields.items():
             if dest not in counter_fields(self.dest):
@@ -143,7 +144,7 @@ class Conversion:
             self.parent_cols = [_walk(self.source, path, "--match-spec")[0]]
             self._check_registered(self.parent_model)
             return
-        lookup, final = _walk(self.source, self.link_field, "--link-field")
+        lookup, final = _walk(self.source, cast(str, self.link_field), "--link-field")
         if isinstance(final, GenericForeignKey):
             prefix = lookup.rpartition("__")[0]
             prefix = prefix + "__" if prefix else ""
@@ -263,19 +264,21 @@ class Conversion:
         return out
 
     def _matched_parents(self, rows: list[tuple]) -> list[tuple | str]:
+        model = self.parent_model
+        assert model is not None  # --match-spec names the parent model
         wanted = {row[0] for row in rows if row[0] is not None}
         found: dict[Any, Any] = {}
-        query = self.parent_model._default_manager.filter(**{f"{self.parent_attr}__in": wanted})
+        query = model._default_manager.filter(**{f"{self.parent_attr}__in": wanted})
         for value, pk in query.values_list(self.parent_attr, "pk"):
             if value in found:
-                n = self.parent_model._default_manager.filter(**{self.parent_attr: value}).count()
+                n = model._default_manager.filter(**{self.parent_attr: value}).count()
                 raise ConversionError(
-                    f"--match-spec is ambiguous: {n} {self.parent_model.__name__} rows have {self.parent_attr}={value!r}; "
+                    f"--match-spec is ambiguous: {n} {model.__name__} rows have {self.parent_attr}={value!r}; "
                     "match on an attribute that is unique."
                 )
             found[value] = pk
-        missing = f"no {self.parent_model.__name__} matches --match-spec"
-        return [(self.parent_model, found[row[0]]) if row[0] in found else missing for row in rows]
+        missing = f"no {model.__name__} matches --match-spec"
+        return [(model, found[row[0]]) if row[0] in found else missing for row in rows]
 
 
 def _amount(value: Any, src: str) -> int:

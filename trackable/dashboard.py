@@ -1,8 +1,9 @@
 """The staff dashboard: totals and top objects of every tracked model for a chosen window."""
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin
@@ -17,7 +18,7 @@ from trackable import query
 from trackable.buckets import DAY
 from trackable.conf import settings
 from trackable.fields import unique_fields
-from trackable.models import TrackableTimeSeriesData, counter_fields
+from trackable.models import TrackableTimeSeriesData, counter_fields, model_field
 from trackable.sites import site
 from trackable.status import collect_status
 
@@ -33,7 +34,7 @@ class Counter:
     field: str
     label: str
     total: int
-    top: list[tuple[str, str | None, int]] = field(default_factory=list)  # (name, link, total)
+    top: list[tuple[str, str | None, int]] = dataclasses.field(default_factory=list)  # (name, link, total)
 
 
 @dataclass
@@ -67,10 +68,11 @@ def build_sections(start: Any, end: Any, n: int = 10) -> list[Section]:
             counters = []
             for name in fields:
                 top = query.top_objects(parent, name, start, end, n=n, data_model=dm)
-                label = str(dm._meta.get_field(name).verbose_name)
-                counters.append(Counter(name, label, sums[name], [(str(o), _link(o), o.trackable_total) for o in top]))
+                label = str(model_field(dm, name).verbose_name)
+                ranked = [(str(o), _link(o), o.trackable_total) for o in top]  # type: ignore[attr-defined]  # annotated
+                counters.append(Counter(name, label, sums[name], ranked))
             counters += [_unique_counter(parent, dm, f, start, end, n) for f in unique_fields(dm)]
-            sections.append(Section(str(parent._meta.verbose_name_plural), dm._meta.verbose_name, counters))
+            sections.append(Section(str(parent._meta.verbose_name_plural), str(dm._meta.verbose_name), counters))
     return sections
 
 

@@ -39,7 +39,8 @@ def replay_dead_letters(connection: Connection | None = None) -> ReplayResult:
         channel = conn.channel()
         dead = transport.dead_letter_queue()(channel)
         producer = Producer(channel)
-        for _ in range(dead.queue_declare().message_count):
+        # kombu-stubs type queue_declare() as the queue name; it returns the declare-ok (with its count).
+        for _ in range(dead.queue_declare().message_count):  # type: ignore[union-attr]
             message = dead.get(no_ack=False)
             if message is None:
                 break
@@ -59,7 +60,7 @@ def replay_dead_letters(connection: Connection | None = None) -> ReplayResult:
                 result.replayed += 1
             else:
                 result.kept += 1
-        channel.close()
+        channel.close()  # type: ignore[attr-defined]  # kombu-stubs' StdChannel lacks close()
     finally:
         if connection is None:
             conn.release()

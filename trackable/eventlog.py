@@ -10,7 +10,7 @@ import csv
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.apps import apps
 from django.db import models
@@ -105,7 +105,7 @@ class EventImporter:
         model, pk = self._object(row[at["object"]].strip())
         if model is None:
             return None
-        field = row[at["field"]].strip() if "field" in at else self.field
+        field = row[at["field"]].strip() if "field" in at else cast(str, self.field)  # one or the other (header)
         try:
             return self.keys.increment(model, pk, field, ts_ms, amount)
         except PrimaryKeyProblem as err:  # a value its column cannot hold: skipped with its line number
@@ -119,11 +119,12 @@ class EventImporter:
         label, sep, pk = text.partition(":")
         if not sep or not pk:
             return None, text
-        model = self._models.get(label, False)
-        if model is False:
-            try:
-                model = apps.get_model(label)
-            except (LookupError, ValueError):
-                model = None
-            self._models[label] = model
+        if label in self._models:
+            return self._models[label], pk
+        model: type[models.Model] | None
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            model = None
+        self._models[label] = model
         return model, pk

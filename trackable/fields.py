@@ -1,7 +1,7 @@
 """UniqueVisitors: a model field holding a mergeable distinct-count sketch of a bucket's visitors."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
@@ -34,7 +34,7 @@ class UniqueVisitors(models.BinaryField):
         kwargs.setdefault("editable", False)
         super().__init__(*args, **kwargs)
 
-    def deconstruct(self) -> tuple[str, str, list[Any], dict[str, Any]]:
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, _path, args, kwargs = super().deconstruct()
         for key in ("null", "editable"):
             kwargs.pop(key, None)

@@ -22,7 +22,7 @@ from trackable.commit import commit_isolating
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered, TrackableConnectionError
 from trackable.fields import unique_fields
-from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields
+from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields, model_field
 from trackable.pklimits import PkLimits, pk_limits
 from trackable.sites import site
 
@@ -116,7 +116,7 @@ def process_messages(
         else:
             _fold_consumer(conn, channel, queues, batch_size, max_messages, idle_timeout, result)
         _count_corrupt_files(channel, result)
-        channel.close()
+        channel.close()  # type: ignore[attr-defined]  # kombu-stubs' StdChannel lacks close()
     finally:
         if connection is None:
             conn.release()
@@ -176,7 +176,7 @@ def _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result)
         queue(channel).declare()
     dead = transport.dead_letter_queue()
     dead(channel).declare()
-    limits = {
+    limits: dict[str, Any] = {
         "max_bytes": transport.max_envelope_bytes(),
         "budget": BATCH_MAX_BYTES,
         "dead": None if settings.REMOVE_MALFORMED_MESSAGES else dead.name,
@@ -299,7 +299,7 @@ class _Validator:
         if field_name not in counter_fields(dm):
             raise MalformedMessage(f"{field_name!r} is not a counter field of {dm._meta.label}")
         ct_id, limits = self.parent(dm, parent_label)
-        return dm, ct_id, dm._meta.get_field("object_id").to_python, limits
+        return dm, ct_id, model_field(dm, "object_id").to_python, limits
 
     def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int, str | None]]:
         out = []

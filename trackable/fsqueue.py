@@ -119,7 +119,7 @@ class Channel(filesystem.Channel):
         self._no_ack_get = False
         self._no_ack_queues: set[str] = set()
 
-    def _put(self, queue, payload, **kwargs):
+    def _put(self, queue, payload, **kwargs):  # type: ignore[override]  # kombu-stubs' own Channels disagree
         """Write `payload` under a hidden name, then rename it into `queue`'s place atomically."""
         # Wall-clock milliseconds (not monotonic) so files written by several hosts sort together.
         name = f"{time.time_ns() // 1_000_000:014d}_{uuid.uuid4().hex}.{queue}.msg"
@@ -152,7 +152,7 @@ class Channel(filesystem.Channel):
             pending = self._pending.get(queue)
         return pending if pending is not None else []
 
-    def _get(self, queue):
+    def _get(self, queue, timeout=None):
         folder = self.data_folder_in
         pending = self._candidates(queue)
         while pending:
@@ -237,9 +237,10 @@ class Channel(filesystem.Channel):
 
     def _restore(self, message):
         """Give an unacked message back by renaming its claimed file to its queue name."""
-        claimed, name = self._claimed.pop(message.delivery_tag, (None, None))
-        if claimed is None:
+        entry = self._claimed.pop(message.delivery_tag, None)
+        if entry is None:
             return super()._restore(message)
+        claimed, name = entry
         with contextlib.suppress(FileNotFoundError):
             os.rename(claimed, os.path.join(self.data_folder_in, name))
         self._listed_at = float("-inf")

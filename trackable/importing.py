@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
@@ -49,6 +49,12 @@ BUCKET_REACH = {
 
 # (data model, (content type id, object id, bucket start or None), counter field, amount)
 Increment = tuple[type[models.Model], tuple, str, int]
+# {data model: {row key: {counter: amount}}}
+Totals = dict[type[models.Model], dict[tuple, dict[str, int]]]
+
+
+def _empty_totals() -> Totals:
+    return defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
 
 
 class ImportConflict(TrackableError):
@@ -127,8 +133,8 @@ class ImportStats:
             where = self.problem_lines.get(reason)
             out.append(f"Skipped {n} {unit}: {reason}" + (f" (first at {', '.join(map(str, where))})." if where else "."))
         if self.broken:
-            where = ", ".join(map(str, self.broken_examples))
-            out.append(f"Could not parse {self.broken} {unit} (first at {where}).")
+            first = ", ".join(map(str, self.broken_examples))
+            out.append(f"Could not parse {self.broken} {unit} (first at {first}).")
         out.extend(f"Warning: {warning}" for warning in self.warnings)
         return out
 
@@ -243,7 +249,7 @@ class ChunkWriter:
         self._first = 0
         self._last = -1
         self._events = 0
-        self._totals: dict[type, dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+        self._totals = _empty_totals()
 
     def is_done(self, lineno: int) -> bool:
         """Return whether an earlier import committed line `lineno` (numbers must come in ascending order)."""
@@ -287,7 +293,7 @@ class ChunkWriter:
             elif type(outcome) is Problem:
                 stats.skip(outcome, lineno)
             else:
-                self.add(outcome)
+                self.add(cast(Increment, outcome))
             if not lineno & 0x3FFF:
                 progress.update(stats)
         self.flush()
@@ -304,7 +310,7 @@ class ChunkWriter:
         """Commit the current chunk (its increments and its ledger row) in one transaction."""
         if self._chunk is None:
             return
-        totals, self._totals = self._totals, defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+        totals, self._totals = self._totals, _empty_totals()
         first, end, events, self._chunk, self._events = self._first, self._last + 1, self._events, None, 0
         self.stats.chunks += 1
         if self.dry_run:

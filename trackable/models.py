@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import cast
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -91,7 +92,17 @@ def counter_fields(model: type[models.Model]) -> tuple[str, ...]:
     )
 
 
-class SpiderManager(models.Manager):
+def model_field(model: type[models.Model], name: str) -> models.Field:
+    """Return the concrete field `name` of `model` (``get_field`` may also return a reverse relation)."""
+    return cast(models.Field, model._meta.get_field(name))
+
+
+def time_series(dm: type[models.Model]) -> type[TrackableTimeSeriesData]:
+    """Return `dm` typed as the time series data model it is (its `granularity` is then known)."""
+    return cast("type[TrackableTimeSeriesData]", dm)
+
+
+class SpiderManager(models.Manager["Spider"]):
     """Find spiders by pattern, so `loaddata trackable_spiders` updates rows instead of duplicating them."""
 
     def get_by_natural_key(self, pattern: str) -> Spider:

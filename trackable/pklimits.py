@@ -45,7 +45,7 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
 def _pk_field(model: type[models.Model]) -> models.Field:
     pk = model._meta.pk
     assert pk is not None  # every concrete model has one
-    return pk.target_field if pk.is_relation else pk  # type: ignore[attr-defined]  # a relation pk has one
+    return pk.target_field if pk.is_relation else pk
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ content type cache first and every call is exactly one SQL statement.
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections, models
@@ -25,7 +25,7 @@ from django.db.models.functions import Cast, Coalesce, Trunc
 
 from trackable.buckets import DAY, MONTH, UTC, WEEK, YEAR, bucket_start
 from trackable.exceptions import QueryError
-from trackable.models import TrackableTimeSeriesData
+from trackable.models import TrackableTimeSeriesData, model_field
 from trackable.rollups import bucket_starts, check_rollup, last_buckets, resolve_zone, sql_trunc_kind, sql_zone
 from trackable.sites import site
 
@@ -211,7 +211,7 @@ def annotate_total(
     rows = _window(_rows_of_model(dm, queryset.model, queryset.db), dm, start, end)
     outer_pk: Any = OuterRef("pk")
     if _pk_kind(queryset.model) != _pk_kind(dm, "object_id"):
-        outer_pk = Cast(outer_pk, dm._meta.get_field("object_id"))
+        outer_pk = Cast(outer_pk, model_field(dm, "object_id"))
     per_parent = rows.filter(object_id=outer_pk).order_by().values("object_id").annotate(t=Sum(field)).values("t")
     output = models.BigIntegerField()
     return queryset.annotate(**{name: Coalesce(Subquery(per_parent, output_field=output), Value(0), output_field=output)})
@@ -328,9 +328,10 @@ def _check_n(n: Any) -> int:
 
 
 def _pk_kind(model: type[models.Model], name: str | None = None) -> str:
-    field = model._meta.get_field(name) if name else model._meta.pk
+    field = model_field(model, name) if name else model._meta.pk
+    assert field is not None  # every concrete model has a pk
     if field.is_relation:
-        field = field.target_field
+        field = cast(models.ForeignKey, field).target_field
     kind = field.get_internal_type()
     if kind in {"CharField", "SlugField", "TextField"}:
         return "text"

@@ -174,10 +174,10 @@ def batch_messages(segment_id: str, start: int, end: int, events: list[list[Any]
     grouped: dict[str, list[tuple]] = {}
     for (data_label, parent_label, pk, field, _, visitor), (amount, ts_ms) in entries.items():
         out = grouped.setdefault(data_label, [])
-        extras = ({"u": visitor},) if visitor else ()
+        carried = ({"u": visitor},) if visitor else ()
         while amount:  # a sum beyond one event's limit travels as several events
             part = max(-messages.MAX_AMOUNT, min(messages.MAX_AMOUNT, amount))
-            out.append((data_label, parent_label, pk, field, part, ts_ms, *extras))
+            out.append((data_label, parent_label, pk, field, part, ts_ms, *carried))
             amount -= part
     batch = []
     for data_label, out in grouped.items():

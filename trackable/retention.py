@@ -26,7 +26,7 @@ from django.utils import timezone as dj_timezone
 from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, bucket_start, get_zone
 from trackable.conf import settings
 from trackable.fields import unique_fields
-from trackable.models import TrackableTimeSeriesData, counter_fields
+from trackable.models import TrackableTimeSeriesData, counter_fields, time_series
 from trackable.sites import site
 from trackable.upsert import POSITIVE_TYPES, upsert_increments
 
@@ -49,6 +49,12 @@ class Policy:
     rollup_to: type[models.Model] | None = None  # the target data model (maybe data_model itself)
     granularity: str | None = None  # the target granularity
     delete_after: timedelta | None = None
+
+    def rollup(self) -> tuple[type[models.Model], str]:
+        """Return (target data model, granularity) of a policy that rolls up (rollup_after is set)."""
+        if self.rollup_to is None or self.granularity is None:
+            raise ValueError(f"The retention policy of {self.data_model._meta.label} does not roll up.")
+        return self.rollup_to, self.granularity
 
 
 @dataclass
@@ -110,11 +116,12 @@ def policy_from(label: str, spec: Any) -> Policy:
 
 def _target(dm: type[models.Model], rollup_to: Any, label: str) -> tuple[type[models.Model], str]:
     """Return (target data model, granularity) of `rollup_to`: a granularity name or a data model label."""
-    allowed = COARSER[dm.granularity]
+    granularity = time_series(dm).granularity
+    allowed = COARSER[granularity]
     if rollup_to in GRANULARITIES:
         if rollup_to not in allowed:
             raise ImproperlyConfigured(
-                f"TRACKABLE_RETENTION[{label!r}]: cannot roll {dm.granularity} buckets up into {rollup_to} buckets; "
+                f"TRACKABLE_RETENTION[{label!r}]: cannot roll {granularity} buckets up into {rollup_to} buckets; "
                 f"choose one of: {', '.join(allowed) or 'none (nothing is coarser and aligned)'}."
             )
         return dm, rollup_to
@@ -130,7 +137,7 @@ def _target(dm: type[models.Model], rollup_to: Any, label: str) -> tuple[type[mo
     if target.granularity not in allowed:
         raise ImproperlyConfigured(
             f"TRACKABLE_RETENTION[{label!r}]: {target._meta.label} counts by {target.granularity}, which is not a "
-            f"coarser granularity aligned with {dm.granularity} ({', '.join(allowed) or 'none'})."
+            f"coarser granularity aligned with {granularity} ({', '.join(allowed) or 'none'})."
         )
     missing = [f for f in counter_fields(dm) if f not in counter_fields(target)]
     missing += [f.name for f in unique_fields(dm) if f.name not in {u.name for u in unique_fields(target)}]
@@ -154,8 +161,9 @@ def trim(policy: Policy, *, now: datetime | None = None, batch_size: int = 1000,
     now = now or clock()
     result = TrimResult(policy.data_model._meta.label)
     if policy.rollup_after is not None:
-        result.into = f"{policy.rollup_to._meta.label} ({policy.granularity})"
-        cutoff = bucket_start(now - policy.rollup_after, policy.granularity, get_zone(settings.time_zone))
+        target, granularity = policy.rollup()
+        result.into = f"{target._meta.label} ({granularity})"
+        cutoff = bucket_start(now - policy.rollup_after, granularity, get_zone(settings.time_zone))
         _rollup(policy, cutoff, batch_size, dry_run, result)
     if policy.delete_after is not None:
         _delete(policy.data_model, now - policy.delete_after, batch_size, dry_run, result)
@@ -163,7 +171,7 @@ def trim(policy: Policy, *, now: datetime | None = None, batch_size: int = 1000,
 
 
 def _rollup(policy: Policy, cutoff: datetime, batch_size: int, dry_run: bool, result: TrimResult) -> None:
-    dm, target = policy.data_model, policy.rollup_to
+    dm, (target, _) = policy.data_model, policy.rollup()
     names = list(counter_fields(dm))
     db = router.db_for_write(dm)
     query = dm._default_manager.using(db).filter(collected_during__lt=cutoff).order_by("pk")
@@ -196,13 +204,13 @@ def _merge_sketches(dm: type[models.Model], target: type[models.Model], db: str,
         return
     from trackable import sketches
 
-    zone = get_zone(settings.time_zone)
+    zone, granularity = get_zone(settings.time_zone), policy.rollup()[1]
     gathered: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     rows = (
         dm._default_manager.using(db).filter(pk__in=pks).values_list("content_type_id", "object_id", "collected_during", *fields)
     )
     for ct_id, object_id, bucket, *values in rows:
-        key = (ct_id, object_id, bucket_start(bucket, policy.granularity, zone))
+        key = (ct_id, object_id, bucket_start(bucket, granularity, zone))
         for name, value in zip(fields, values, strict=False):
             if value is not None:
                 gathered[key][name].append(value)
@@ -229,13 +237,13 @@ def _subtract(dm: type[models.Model], db: str, sub: dict[Any, dict[str, int]], n
 
 def _plan(rows: list[tuple], names: list[str], policy: Policy) -> tuple[dict, dict, list]:
     """Return (increments of the coarse rows, {old row pk: amounts moved out of it}, those pks) for one batch."""
-    zone = get_zone(settings.time_zone)
+    zone, (target, granularity) = get_zone(settings.time_zone), policy.rollup()
     add: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     sub: dict[Any, dict[str, int]] = {}
     pks = []
     for pk, ct_id, object_id, bucket, *values in rows:
-        coarse = bucket_start(bucket, policy.granularity, zone)
-        if policy.rollup_to is policy.data_model and coarse == bucket:
+        coarse = bucket_start(bucket, granularity, zone)
+        if target is policy.data_model and coarse == bucket:
             continue  # already a coarse row of this model: it receives, it does not move
         for name, value in zip(names, values, strict=False):
             if value:

@@ -27,6 +27,7 @@ from trackable.buckets import (
 )
 from trackable.conf import settings
 from trackable.exceptions import QueryError
+from trackable.models import time_series
 
 __all__ = [
     "MAX_BUCKETS",
@@ -78,7 +79,7 @@ def resolve_zone(tz: str | tzinfo | None) -> ZoneInfo:
 
 def check_rollup(dm: type[models.Model], granularity: str | None, zone: ZoneInfo) -> str:
     """Return the granularity to group `dm`'s rows into (its own when None); raise QueryError if impossible."""
-    source = dm.granularity
+    source = time_series(dm).granularity
     rank = GRANULARITIES.index
     if rank(source) >= rank(DAY) and zone.key != get_zone(settings.time_zone).key:
         raise QueryError(
@@ -133,7 +134,7 @@ def bucket_starts(first: datetime, end: datetime, granularity: str, zone: ZoneIn
 
 def sql_trunc_kind(dm: type[models.Model], target: str, zone: ZoneInfo, start: datetime, end: datetime) -> str | None:
     """Return the Trunc kind that groups rows into `target` buckets in SQL, or None to group by row."""
-    if target == dm.granularity:
+    if target == time_series(dm).granularity:
         return None  # rows already are buckets
     if target == MINUTE:
         return MINUTE

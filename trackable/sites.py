@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -148,7 +148,7 @@ class TrackableSite:
 
         registered = self._registry.get(model)
         if registered is None and model._meta.proxy:
-            model = model._meta.concrete_model
+            model = model._meta.concrete_model or model
             registered = self._registry.get(model)
         if not registered:
             raise NotRegistered(
@@ -203,7 +203,7 @@ class TrackableSite:
         pk_type = (
             model._meta.pk.target_field.get_internal_type() if model._meta.pk.is_relation else model._meta.pk.get_internal_type()
         )
-        oid = data_model._meta.get_field("object_id")
+        oid = cast(models.Field, data_model._meta.get_field("object_id"))  # a concrete field, not a relation
         oid_type = oid.get_internal_type()
         if pk_type in INTEGER_TYPES:
             ok = oid_type in INTEGER_TYPES or oid_type in {"CharField", "TextField"}

@@ -19,7 +19,7 @@ cannot inflate a count.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -165,14 +165,16 @@ class _Table:
     """The SQL of reading and writing the sketches of one data model's rows."""
 
     def __init__(self, connection: BaseDatabaseWrapper, model: type[models.Model], fields: tuple) -> None:
+        from trackable.models import model_field
+
         self.connection = connection
         qn = connection.ops.quote_name
         opts = model._meta
         self.table = qn(opts.db_table)
         self.pk = qn(opts.pk.column)
-        self.key_fields = [opts.get_field(n) for n in ("content_type", "object_id", "collected_during")]
-        self.key_cols = [f"{self.table}.{qn(f.column)}" for f in self.key_fields]
-        self.sketch_cols = [qn(f.column) for f in fields]
+        self.key_fields = [model_field(model, n) for n in ("content_type", "object_id", "collected_during")]
+        self.key_cols = [f"{self.table}.{qn(cast(str, f.column))}" for f in self.key_fields]
+        self.sketch_cols = [qn(cast(str, f.column)) for f in fields]  # concrete fields: never None
 
     def locked_rows(self, keys: list[tuple]) -> list[tuple[Any, tuple, list]]:
         """Return (pk, key, [sketch bytes or None]) of the rows of `keys`, locked for this transaction."""

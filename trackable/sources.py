@@ -12,7 +12,7 @@ import hashlib
 import io
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 __all__ = ["MAX_LINE_BYTES", "OVERLONG", "OVERLONG_REASON", "BoundedCache", "bounded_lines", "open_source"]
 
@@ -74,8 +74,9 @@ def open_source(path: str, identity_lines: int = 1) -> tuple[str, Iterator[bytes
     `bounded_lines`: an over-long line is the OVERLONG marker.
     """
     raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed by the caller
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
-    handle: IO[bytes] = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == b"\x1f\x8b" else buffered
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, raw))
+    opened: io.BufferedIOBase = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == b"\x1f\x8b" else buffered
+    handle = cast(IO[bytes], opened)  # a binary file object either way
     lines = bounded_lines(handle)
     head = [line for _, line in zip(range(identity_lines), lines, strict=False)]
     digest = hashlib.sha256(b"".join(b"\0" if line is OVERLONG else line for line in head)).hexdigest()[:48]

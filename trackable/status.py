@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, connections, models, router, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone as dj_timezone
 from kombu.exceptions import OperationalError
@@ -161,7 +161,7 @@ def unmigrated_error(err: Exception) -> str | None:
     """Return a sentence naming `migrate` when `err` came from tables trackable needs that do not exist."""
     from django.contrib.contenttypes.models import ContentType
 
-    needed = [ContentType, FoldedMessage, FoldRun, *site.data_models()]
+    needed: list[type[models.Model]] = [ContentType, FoldedMessage, FoldRun, *site.data_models()]
     missing: list[str] = []
     try:
         for alias in sorted({router.db_for_write(model) for model in needed}):
@@ -248,10 +248,11 @@ def collect_status(*, broker: bool = True) -> dict[str, Any]:
     if broker:
         conn = transport.connection()
         status["broker"] = _shown_url(settings.broker_url)
+        unreachable: tuple[type[BaseException], ...] = (OSError, OperationalError, *conn.connection_errors, *conn.channel_errors)
         try:
             conn.ensure_connection(max_retries=1, timeout=settings.CONNECT_TIMEOUT)
             status["queues"], status["dead_letters"] = queue_depths(conn)
-        except (OSError, OperationalError, *conn.connection_errors, *conn.channel_errors) as err:
+        except unreachable as err:
             status["broker_error"] = f"{type(err).__name__}: {err}"
         finally:
             conn.release()
@@ -259,7 +260,7 @@ def collect_status(*, broker: bool = True) -> dict[str, Any]:
     ages = [q["oldest_event_age"] for q in status["queues"] if q["oldest_event_age"] is not None]
     status["queued_messages"] = sum(depths) if status["queues"] else None
     status["oldest_unfolded_age"] = max(ages) if ages else None
-    scheme = status["broker"].split(":", 1)[0] if status["broker"] else None
+    scheme = status["broker"].split(":", 1)[0] if status["broker"] else ""
     status["oldest_unfolded_note"] = NOT_KNOWABLE.get(scheme) if status["queued_messages"] else None
     status.update(_fold_facts(now))
     status["ledger"] = {"folded_messages": FoldedMessage.objects.count(), "retention_seconds": settings.LEDGER_RETENTION}

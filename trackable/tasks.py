@@ -41,5 +41,5 @@ def _on_finalize(app: Any) -> None:
 
 connect_on_app_finalize(_on_finalize)
 _current = get_current_app()
-if _current.finalized:
+if _current.finalized:  # type: ignore[attr-defined]  # set in Celery.__init__; celery-types omits it
     _on_finalize(_current)

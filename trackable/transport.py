@@ -137,7 +137,9 @@ def _bound_queue(local: _Local, producer: Producer, data_label: str) -> Queue:
     """
     queue = local.bound.get(data_label)
     if queue is None:
-        queue = local.bound[data_label] = queue_for(data_label).bind(producer.channel)
+        channel = producer.channel
+        assert channel is not None  # the producer was made on a channel (_producer)
+        queue = local.bound[data_label] = queue_for(data_label).bind(channel)
     return queue
 
 

@@ -57,7 +57,7 @@ def unique_field(
     try:
         candidates = [data_model] if data_model is not None else site.get_data_models(model)
         if not candidates and model._meta.proxy:
-            candidates = site.get_data_models(model._meta.concrete_model)
+            candidates = site.get_data_models(model._meta.concrete_model or model)
         if not candidates:
             raise NotRegistered(f"The model {model.__name__} is not registered with trackable.")
         matches = [(dm, f) for dm in candidates for f in unique_fields(dm) if f.name == field]

@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from trackable.models import TrackableTimeSeriesData
+from trackable.models import TrackableTimeSeriesData, model_field
 from trackable.models import counter_fields as all_counter_fields
 
 __all__ = ["upsert_increments", "CounterOverflow", "field_range"]
@@ -48,11 +48,11 @@ def upsert_increments(
             f"django-trackable has no upsert for the {connection.vendor} database; use PostgreSQL, SQLite or MySQL/MariaDB."
         )
     opts = model._meta
-    key_fields = [opts.get_field("content_type"), opts.get_field("object_id")]
+    key_fields = [model_field(model, "content_type"), model_field(model, "object_id")]
     if issubclass(model, TrackableTimeSeriesData):
-        key_fields.append(opts.get_field("collected_during"))
+        key_fields.append(model_field(model, "collected_during"))
     # Every counter is inserted (the columns have no database default); only touched ones are updated.
-    counters = [opts.get_field(name) for name in all_counter_fields(model)]
+    counters = [model_field(model, name) for name in all_counter_fields(model)]
     positive = {f.attname for f in counters if f.get_internal_type() in POSITIVE_TYPES}
     plain: list[tuple[list, dict[str, int]]] = []
     lowering: list[tuple[list, dict[str, int]]] = []

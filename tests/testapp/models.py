@@ -50,7 +50,7 @@ class ArticleTotals(trackable.TrackableData):
 
 
 class VideoTrackableData(trackable.TrackableTimeSeriesData):
-    object_id = models.UUIDField()
+    object_id = models.UUIDField()  # type: ignore[assignment]  # narrows the base's int (docs/data-models.rst)
     plays = models.PositiveIntegerField(default=0)
     score = models.IntegerField(default=0)  # may go negative: no clamping
 
@@ -61,7 +61,7 @@ class VideoTrackableData(trackable.TrackableTimeSeriesData):
 
 
 class PlayerTrackableData(trackable.TrackableTimeSeriesData):
-    object_id = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=40)  # type: ignore[assignment]  # narrows the base's int (docs/data-models.rst)
     quests = models.PositiveIntegerField(default=0)
 
     class Meta(trackable.TrackableTimeSeriesData.Meta):
@@ -108,7 +108,7 @@ class GadgetHourlyData(trackable.TrackableTimeSeriesData):
 class PlayerVisitData(trackable.TrackableTimeSeriesData):
     """Visits of a player page, with spiders' visits counted apart (see docs/spiders.rst)."""
 
-    object_id = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=40)  # type: ignore[assignment]  # narrows the base's int (docs/data-models.rst)
     visits = models.PositiveIntegerField(default=0)
     spider_visits = models.PositiveIntegerField(default=0)
 

@@ -4,6 +4,7 @@ Type-checked by the tox env `lint` (never imported by the tests: it would add a 
 """
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from django.db import models
@@ -23,6 +24,21 @@ class ArticleReads(trackable.TrackableTimeSeriesData):
 
 
 trackable.site.register(Article, ArticleReads)
+
+
+class VideoReads(trackable.TrackableTimeSeriesData):
+    # A parent with a UUID primary key: object_id is redeclared, as docs/data-models.rst says.
+    object_id = models.UUIDField()  # type: ignore[assignment]
+    reads = models.PositiveIntegerField(default=0)
+    visitors = trackable.UniqueVisitors()
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+def video_of(row: VideoReads) -> uuid.UUID:
+    assert_type(row.object_id, uuid.UUID)
+    return row.object_id
 
 
 def bucket_of(row: ArticleReads) -> datetime:

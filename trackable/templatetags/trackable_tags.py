@@ -43,7 +43,7 @@ def tracked_link(
     obj: models.Model, field: str, target: str | None = None, text: str | None = None, ping: bool = False, **attrs: Any
 ) -> SafeString:
     """Render <a href="target"> that counts `field` of `obj` when clicked (a beacon, never the GET)."""
-    href = target if target is not None else obj.get_absolute_url()
+    href = target if target is not None else obj.get_absolute_url()  # type: ignore[attr-defined]  # required without a target
     links.check_target(str(href))  # refuses javascript: and scheme-relative targets
     attribute = "ping" if ping else "data-trackable-beacon"
     # class_="button" → class="button", aria_label="…" → aria-label="…" (values escaped by flatatt)
