@@ -51,6 +51,18 @@ def direct_publish(settings):
     settings.TRACKABLE_JOURNAL = False
 
 
+def pytest_collection_modifyitems(config, items):
+    """Deselect the tests of another broker's environments (e.g. RabbitMQ quorum queues under Redis)."""
+    broker = django_settings.TEST_BROKER
+    keep, other = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_broker")
+        (other if marker and broker not in marker.args else keep).append(item)
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = keep
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Leave nothing behind: this run's queue and journal folders, its RabbitMQ queues, its Redis keys."""
     relay.reset()
@@ -76,8 +88,9 @@ def _run_queue_names() -> list[str]:
     from trackable.models import TrackableData
 
     labels = {m._meta.label_lower for m in apps.get_models() if issubclass(m, TrackableData)}
-    names = [transport.queue_name(label) for label in sorted(labels)]
-    return names + [transport.dead_letter_queue().name, django_settings.CELERY_TASK_DEFAULT_QUEUE]
+    prefixes = [django_settings.TRACKABLE_QUEUE_PREFIX, f"{django_settings.TRACKABLE_QUEUE_PREFIX}-quorum"]
+    names = [f"{prefix}.{label}" for prefix in prefixes for label in [*sorted(labels), "dead"]]
+    return names + [django_settings.CELERY_TASK_DEFAULT_QUEUE]
 
 
 def _delete_amqp_queues(url: str, names: list[str]) -> None:
