@@ -47,8 +47,9 @@ def report_failure(error: Exception, *, kept: bool, lost: int = 0) -> None:
         fate = "kept in the journal until it is back" if kept else "lost"
         logger.error("The trackable broker is unreachable (%s); events are %s.", error, fate)
     if mail:
-        outage.notifier = threading.Thread(target=_mail_admins, args=(str(error), interval, kept), daemon=True)
-        outage.notifier.start()
+        notifier = threading.Thread(target=_mail_admins, args=(str(error), interval, kept), daemon=True)
+        notifier.start()
+        outage.notifier = notifier  # published once started: another thread may join it at once
 
 
 def report_success() -> None:
