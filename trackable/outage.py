@@ -49,7 +49,7 @@ def report_failure(error: Exception, *, kept: bool, lost: int = 0) -> None:
     if mail:
         notifier = threading.Thread(target=_mail_admins, args=(str(error), interval, kept), daemon=True)
         notifier.start()
-        outage.notifier = notifier  # only once started: last_notifier() may be joined at once
+        outage.notifier = notifier  # published once started: another thread may join it at once
 
 
 def report_success() -> None:
