@@ -132,7 +132,7 @@ def test_the_send_path_neither_publishes_nor_opens_a_socket(monkeypatch, django_
         for _ in range(50):
             assert send_increment_message(None, article, "impressions") is True
     assert [name for name, from_sender in seen if from_sender] == []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # generous: a loaded CI machine
     while relay.journal_backlog(journal_dir()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ("publish", False) in seen  # the relay thread published them
