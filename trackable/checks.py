@@ -230,8 +230,10 @@ def check_journal() -> list[checks.CheckMessage]:
     if settings.JOURNAL is not True:
         return []
     folder = settings.journal_dir
-    fix = "Set TRACKABLE_JOURNAL_DIR to a writable folder on a local disk, or TRACKABLE_JOURNAL = False to publish "
-    "from the request."
+    fix = (
+        "Set TRACKABLE_JOURNAL_DIR to a writable folder on a local disk, or TRACKABLE_JOURNAL = False to publish "
+        "from the request."
+    )
     if folder is None:
         problem = "The trackable journal has no folder (TRACKABLE_JOURNAL_DIR is not set and there is no BASE_DIR)."
     else:

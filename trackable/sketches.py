@@ -217,8 +217,10 @@ class _Table:
                 names = [f"s{i}" for i in range(len(self.sketch_cols))]
                 sets = ", ".join(f"{col} = v.{name}" for col, name in zip(self.sketch_cols, names, strict=False))
                 arrays = ", ".join(["%s::bytea[]"] * len(names) + ["%s::bigint[]"])
-                sql = f"UPDATE {self.table} SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}, pk) WHERE "
-                f"{self.table}.{self.pk} = v.pk"
+                sql = (
+                    f"UPDATE {self.table} SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}, pk) "
+                    f"WHERE {self.table}.{self.pk} = v.pk"
+                )
                 cursor.execute(sql, [list(column) for column in zip(*rows, strict=False)])
             else:
                 sets = ", ".join(f"{col} = %s" for col in self.sketch_cols)
