@@ -515,6 +515,50 @@ def test_threads_sending_at_once_are_all_counted():
     assert ArticleTrackableData.objects.get().impressions == 4000
 
 
+def test_an_adopter_never_sees_a_segment_before_its_owner_locks_it(monkeypatch, scratch, caplog):
+    # An adopter (another process's relay, the fold, trackable_relay) that scans the folder between the
+    # creation of a new segment and its owner's flock must not take the lock: that refused the first send
+    # of a thread ("[Errno 11] Resource temporarily unavailable", seen once in CI with 8 threads).
+    folder = scratch / "journal"
+    real_flock = journal.fcntl.flock
+    looked, adopted = [], []
+
+    def flock_after_an_adopter_looked(fd, operation):
+        monkeypatch.setattr(journal.fcntl, "flock", real_flock)  # the adopter's own flock is the real one
+        for name, _ in journal.scan(folder):
+            looked.append(name)
+            orphan = journal.open_orphan(folder, name)
+            if orphan is not None:
+                adopted.append(name)
+                orphan.close()
+        return real_flock(fd, operation)
+
+    article = Article.objects.create(title="a")
+    with override_settings(TRACKABLE_JOURNAL_DIR=str(folder)):
+        monkeypatch.setattr(journal.fcntl, "flock", flock_after_an_adopter_looked)
+        sent = send_increment_message(None, article, "impressions")
+        assert journal.fcntl.flock is real_flock  # the owner did lock a new segment, after the adopter looked
+        fold()
+    assert sent is True
+    assert adopted == [] and looked == []
+    assert ArticleTrackableData.objects.get().impressions == 1
+    assert "Refused" not in caplog.text
+
+
+def test_a_hidden_file_left_by_a_dead_creator_is_removed_after_an_hour(scratch):
+    folder = journal_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = folder / ".0123456789abcdef01234567.seg.new"
+    young = folder / ".0123456789abcdef01234568.seg.new"
+    stale.write_bytes(b"")
+    young.write_bytes(b"")
+    an_hour_ago = time.time() - journal.HIDDEN_LIFETIME - 1
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    assert list(journal.scan(folder)) == []
+    assert not stale.exists()
+    assert young.exists()
+
+
 def test_segments_rotate_at_a_size_and_relayed_ones_are_deleted(monkeypatch, scratch):
     monkeypatch.setattr(relay, "SEGMENT_BYTES", 500)
     article = Article(pk=47)

@@ -51,6 +51,8 @@ HEADER = struct.Struct("<II")
 MAX_RECORD = 256 * 1024  # bytes of one send's payload; a send carries a handful of events
 SEGMENT_SUFFIX = ".seg"
 STATE_SUFFIX = ".state"
+NEW_SUFFIX = ".new"  # a segment being created (hidden until its owner holds the lock)
+HIDDEN_LIFETIME = 3600  # seconds after which a hidden file (a segment or checkpoint never renamed) is removed
 DAMAGED = "damaged"
 REFUSED_LOG = "refused.log"
 MAX_STATE_BYTES = 4096
@@ -114,12 +116,17 @@ class Segment:
         folder.mkdir(parents=True, exist_ok=True)
         segment_id = f"{time.time_ns():016x}{os.urandom(4).hex()}"
         path = folder / f"{segment_id}{SEGMENT_SUFFIX}"
+        # Created under a hidden name, locked, then renamed into view: an adopter scanning the folder must
+        # never see a segment before its owner holds the lock (it would take the lock and refuse the send).
+        hidden = folder / f".{segment_id}{SEGMENT_SUFFIX}{NEW_SUFFIX}"
         # O_RDWR: the relay reads the segment through the same descriptor (pread ignores O_APPEND).
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
+        fd = os.open(hidden, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(hidden, path)
         except OSError:
             os.close(fd)
+            _unlink(hidden)
             raise
         return cls(folder, segment_id, fd, 0)
 
@@ -343,7 +350,10 @@ def scan(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
         return
     present = {n[: -len(SEGMENT_SUFFIX)] for n in names if n.endswith(SEGMENT_SUFFIX)}
     for name in names:
-        if name.startswith(".") or name in (DAMAGED, REFUSED_LOG):
+        if name.startswith("."):
+            _remove_if_stale(folder / name)  # left by a process that died between creating and renaming it
+            continue
+        if name in (DAMAGED, REFUSED_LOG):
             continue
         try:
             info = os.lstat(folder / name)
@@ -397,6 +407,18 @@ def refused_count(folder: Path, max_bytes: int = 1024 * 1024) -> int:
         if len(parts) == 2 and parts[1].isdecimal():
             total += int(parts[1])
     return total
+
+
+def _remove_if_stale(path: Path) -> None:
+    """Remove a hidden temporary file of the journal's own once it is older than HIDDEN_LIFETIME."""
+    if not (path.name.endswith(NEW_SUFFIX) or path.name.endswith(".tmp")):
+        return
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > HIDDEN_LIFETIME:
+        _unlink(path)
 
 
 def _unlink(path: Path) -> None:
