@@ -4,6 +4,7 @@
     python bench/bench_web.py                    # RabbitMQ, Redis and filesystem://, 10 rounds each
     python bench/bench_web.py --broker amqp --rounds 20 --seconds 5
     python bench/bench_web.py --mode 'fsync={"TRACKABLE_JOURNAL_FSYNC": true}'
+    python bench/bench_web.py --only defaults    # the untracked view and the journal's defaults only
 
 A real site: gunicorn with 2 sync workers (bench.webapp, PostgreSQL, sessions and auth middleware)
 and a load generator in its own process on 127.0.0.1 (tests/webload.py: a new connection per
@@ -13,7 +14,9 @@ variant is a view over the same page; settings that make a mode are applied per 
 ports and idle while another is measured. Rounds are short and interleaved (the variants in a
 rotated order); each variant's requests/s is divided by the untracked view's of the same round, and
 the medians are printed and written to bench/out/. The fold does not run meanwhile: the queues are
-emptied after each round.
+emptied after each round. Beside requests/s, each variant's CPU per request (its gunicorn workers, relay
+threads included, and the broker's server) is compared with the untracked view's: a ratio that other
+programs on a busy machine hardly move, where requests/s needs a quiet one.
 """
 from __future__ import annotations
 
@@ -80,14 +83,45 @@ def groups(variants: list[Variant], broker: str) -> dict[str, list[Variant]]:
     return out
 
 
-def measure(port: int, path: str, args) -> tuple[float, int]:
-    """Warm up, then return (requests/s answered 200, failed requests) over args.seconds."""
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the CPU seconds (user + system, all threads) the live processes `pids` have used so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def broker_pids(broker: str) -> list[int]:
+    """Return the pids of the broker's server on this machine (RabbitMQ's Erlang VM, redis-server)."""
+    name = {"amqp": "beam.smp", "redis": "redis-server"}.get(broker)
+    if name is None:
+        return []
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def measure(server, path: str, broker: str, args) -> tuple[float, float, int]:
+    """Warm up, then return (requests/s answered 200, CPU ms per request, failed requests) over args.seconds.
+
+    The CPU is what the server's workers (the relay threads included) and the broker's server used
+    while the load ran: unlike requests/s it hardly moves when other programs share the machine.
+    """
     from tests import webload
 
+    port = server.port
     webload.start_load(port, path, count=10**9, seconds=args.warmup, concurrency=args.concurrency, items=ITEMS).join(60)
+    pids = server.worker_pids() + broker_pids(broker)
+    before = cpu_seconds(pids)
     load = webload.start_load(port, path, count=10**9, seconds=args.seconds, concurrency=args.concurrency, items=ITEMS)
     load.join(args.seconds + 60)
-    return load.ok.value / load.elapsed.value, load.progress.value - load.ok.value
+    time.sleep(2 * 0.5)  # the relays' next ticks publish what this load journaled (their CPU belongs to it)
+    cpu = cpu_seconds(pids) - before
+    return load.ok.value / load.elapsed.value, 1000 * cpu / max(1, load.ok.value), load.progress.value - load.ok.value
 
 
 def start_servers(broker: str, variants: list[Variant], args, log) -> dict[str, object]:
@@ -110,17 +144,18 @@ def start_servers(broker: str, variants: list[Variant], args, log) -> dict[str, 
     return by_label
 
 
-def one_round(variants: list[Variant], servers: dict, rotation: int, args) -> dict[str, float]:
-    """Measure every variant once, in a rotated order; return req/s per label."""
+def one_round(variants: list[Variant], servers: dict, rotation: int, broker: str, args) -> tuple[dict, dict]:
+    """Measure every variant once, in a rotated order; return req/s and CPU ms per request, per label."""
     from common import purge_queues
 
     rates: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     order = variants[rotation % len(variants):] + variants[:rotation % len(variants)]
     for v in order:
-        rates[v.label], failed = measure(servers[v.label].port, v.path, args)
+        rates[v.label], cpu[v.label], failed = measure(servers[v.label], v.path, broker, args)
         FAILED[v.label] = FAILED.get(v.label, 0) + failed  # not 200 (or no answer): reported, not counted
     purge_queues()
-    return rates
+    return rates, cpu
 
 
 def run_broker(broker: str, variants: list[Variant], args) -> dict:
@@ -134,23 +169,28 @@ def run_broker(broker: str, variants: list[Variant], args) -> dict:
     Item.objects.bulk_create(Item(title=f"Item {i}", body="Lorem ipsum dolor sit amet. " * 40) for i in range(ITEMS))
     OUT.mkdir(exist_ok=True)
     variants = [v for v in variants if broker in v.brokers]
-    rounds = []
+    rounds, cpu_rounds = [], []
     with open(OUT / f"web-{broker}-gunicorn.log", "w") as log:
         servers = start_servers(broker, variants, args, log)
         try:
             for r in range(args.rounds):
-                rates = one_round(variants, servers, r, args)
+                rates, cpu = one_round(variants, servers, r, broker, args)
                 rounds.append(rates)
-                print(json.dumps({"broker": broker, "round": r + 1, "req_per_s": {k: round(v) for k, v in rates.items()}}),
-                      flush=True)
+                cpu_rounds.append(cpu)
+                print(json.dumps({"broker": broker, "round": r + 1, "req_per_s": {k: round(v) for k, v in rates.items()},
+                                  "cpu_ms_per_request": {k: round(v, 3) for k, v in cpu.items()}}), flush=True)
         finally:
             for server in set(servers.values()):
                 server.stop()
-    return summarize(broker, rounds, args)
+    return summarize(broker, rounds, cpu_rounds, args)
 
 
-def summarize(broker: str, rounds: list[dict[str, float]], args) -> dict:
-    """Return the median req/s and the median of each round's ratio to the untracked view."""
+def summarize(broker: str, rounds: list[dict[str, float]], cpu_rounds: list[dict[str, float]], args) -> dict:
+    """Return the median req/s and the median of each round's ratio to the untracked view, and the same of CPU.
+
+    `cpu_ratio` is the untracked view's CPU per request divided by the variant's (workers + broker server):
+    the throughput a dedicated machine would keep if that CPU were all a request cost.
+    """
     labels = list(rounds[0])
     table = {}
     for label in labels:
@@ -158,6 +198,8 @@ def summarize(broker: str, rounds: list[dict[str, float]], args) -> dict:
             "req_per_s": round(statistics.median(r[label] for r in rounds)),
             "ratio": round(statistics.median(r[label] / r[BASELINE] for r in rounds), 2),
             "ratios": [round(r[label] / r[BASELINE], 2) for r in rounds],
+            "cpu_ms_per_request": round(statistics.median(c[label] for c in cpu_rounds), 3),
+            "cpu_ratio": round(statistics.median(c[BASELINE] / c[label] for c in cpu_rounds), 2),
             "failed_requests": FAILED.get(label, 0),
         }
     return {"broker": broker, "rounds": len(rounds), "seconds": args.seconds, "workers": args.workers,
@@ -168,7 +210,8 @@ def print_table(result: dict) -> None:
     print(f"\n{result['broker']}: medians of {result['rounds']} interleaved rounds, {result['seconds']}s each")
     for label, row in result["table"].items():
         failed = f", {row['failed_requests']} failed requests" if row["failed_requests"] else ""
-        print(f"  {row['ratio']:5.2f}  {row['req_per_s']:6d} req/s  {label}   (rounds: {row['ratios']}{failed})")
+        print(f"  {row['ratio']:5.2f}  {row['req_per_s']:6d} req/s  CPU {row['cpu_ratio']:4.2f} "
+              f"({row['cpu_ms_per_request']:.3f} ms/request)  {label}   (rounds: {row['ratios']}{failed})")
 
 
 def main() -> None:
@@ -181,9 +224,12 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=4, help="connections of the load generator")
     p.add_argument("--mode", type=parse_mode, action="append", default=[],
                    help='another tracked variant: \'label={"TRACKABLE_X": value}\' (repeatable)')
+    p.add_argument("--only", action="append", default=[],
+                   help="measure only the variants whose label contains this text, and the untracked view (repeatable)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
-    variants = VARIANTS + args.mode
+    variants = [v for v in VARIANTS + args.mode
+                if not args.only or v.label == BASELINE or any(text in v.label for text in args.only)]
     if args.child:
         print("RESULT " + json.dumps(run_broker(args.child, variants, args)), flush=True)
         return
