@@ -58,6 +58,27 @@ def test_a_pk_beyond_the_parents_range_is_set_aside_and_its_neighbours_counted()
     assert (fold().messages, fold().malformed) == (0, 0)  # nothing left behind, nothing retried
 
 
+def test_pks_at_the_edges_of_the_range_are_counted_and_a_boolean_one_is_not():
+    # The fold takes a short path for ints its column holds as they are: the edges, and what is not an int.
+    publish_raw(article_message(2**63 - 1), ARTICLE)
+    publish_raw(article_message(-(2**63)), ARTICLE)
+    publish_raw(article_message(2**63), ARTICLE)
+    publish_raw(messages.build([(ARTICLE, "testapp.article", True, "impressions", 1, TS)]), ARTICLE)
+    publish_raw(article_message("12"), ARTICLE)
+
+    result = fold()
+
+    assert (result.messages, result.malformed) == (3, 2)
+    assert sorted(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [
+        (-(2**63), 1), (12, 1), (2**63 - 1, 1)
+    ]
+    assert errors() == [
+        "event 0: parent pk 'True' is not an integer or a short string",
+        "parent pk '9223372036854775808' cannot be stored: Article.id (BigAutoField) holds integers from "
+        "-9223372036854775808 to 9223372036854775807",
+    ]
+
+
 def test_string_pks_that_a_column_cannot_hold_are_set_aside_never_truncated():
     publish_raw(player_message("p" * 40), PLAYER)
     publish_raw(player_message("p" * 40 + "q"), PLAYER)  # PostgreSQL's varchar(40) cast would cut the q

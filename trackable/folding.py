@@ -292,14 +292,22 @@ class _Validator:
         return start
 
     def route(self, data_label: str, parent_label: str, field_name: str, queue: str) -> tuple:
-        """Return (data model, content type id, object_id converter, pk limits) of a checked event route."""
+        """Return (data model, content type id, object_id converter, pk limits, low, high) of a checked route.
+
+        Ints from low to high need neither the limits' check nor the converter: the column holds them as
+        they are (an empty range when that is not so, e.g. an int pk kept in a string column).
+        """
         dm = self.data_model(data_label)
         if transport.queue_name(data_label) != queue:
             raise MalformedMessage(f"event for {data_label} arrived on queue {queue}"[:300])
         if field_name not in counter_fields(dm):
             raise MalformedMessage(f"{field_name!r} is not a counter field of {dm._meta.label}")
         ct_id, limits = self.parent(dm, parent_label)
-        return dm, ct_id, model_field(dm, "object_id").to_python, limits
+        to_python = model_field(dm, "object_id").to_python
+        low, high = limits.int_range() or (1, 0)
+        if low <= high and not all(type(to_python(v)) is int and to_python(v) == v for v in (low, high, 0)):
+            low, high = 1, 0
+        return dm, ct_id, to_python, limits, low, high
 
     def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int, str | None]]:
         out = []
@@ -310,14 +318,18 @@ class _Validator:
             route = routes.get(route_key)
             if route is None:
                 route = routes[route_key] = self.route(*route_key)
-            dm, ct_id, to_python, limits = route
-            problem = limits.problem(event.pk)
-            if problem is not None:
-                raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} cannot be stored: {problem}")
-            try:
-                object_id = to_python(event.pk)
-            except ValidationError as err:
-                raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
+            dm, ct_id, to_python, limits, low, high = route
+            pk = event.pk
+            if type(pk) is int and low <= pk <= high:  # an int the column holds as it is (see route())
+                object_id = pk
+            else:
+                problem = limits.problem(pk)
+                if problem is not None:
+                    raise MalformedMessage(f"parent pk {str(pk)[:80]!r} cannot be stored: {problem}")
+                try:
+                    object_id = to_python(pk)
+                except ValidationError as err:
+                    raise MalformedMessage(f"parent pk {str(pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
             visitor = event.extras.get("u") if event.extras else None
             out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount, visitor))
         return out

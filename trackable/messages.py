@@ -115,6 +115,22 @@ def _parse_extras(index: int, raw: Any) -> dict[str, Any]:
 
 
 def _parse_event(index: int, raw: Any) -> Event:
+    # The common event (exact types, names seen before, values in range) passes the same checks as below
+    # in one expression; anything else takes the long way, which names what is wrong.
+    if type(raw) is list and len(raw) == 6:
+        data_label, parent_label, pk, field, amount, ts_ms = raw
+        if (
+            type(pk) is int
+            and type(amount) is int
+            and type(ts_ms) is int
+            and type(data_label) is str
+            and type(parent_label) is str
+            and type(field) is str
+            and 0 < abs(amount) <= MAX_AMOUNT
+            and MIN_TS_MS <= ts_ms < MAX_TS_MS
+            and (data_label, parent_label, field) in _checked_names
+        ):
+            return Event(data_label, parent_label, pk, field, amount, ts_ms, None)
     if not isinstance(raw, list) or len(raw) not in (6, 7):
         raise MalformedMessage(f"event {index} is not a list of 6 items (7 with extras)")
     extras = _parse_extras(index, raw[6]) if len(raw) == 7 else None

@@ -87,6 +87,14 @@ class PkLimits:
             return f"{self.holder} holds at most {self.max_length} characters"
         return None
 
+    def int_range(self) -> tuple[int, int] | None:
+        """Return (low, high) when every int in it can be stored (the length bound included), else None."""
+        if self.kind != "int" or self.low is None or self.high is None:
+            return None
+        if max(len(str(self.low)), len(str(self.high))) > self.max_length:
+            return None
+        return self.low, self.high
+
     def _int_problem(self, pk: int | str) -> str | None:
         if isinstance(pk, str):
             if not _DECIMAL.fullmatch(pk):
