@@ -103,6 +103,35 @@ def test_the_hash_is_stable_within_a_day_and_changes_with_the_salt(clock):
     assert visitors.visitor_hash(request()) != first
 
 
+def test_the_hash_is_the_documented_keyed_blake2b_of_the_identity(clock):
+    """The fast path computes exactly what the docs say: no hash changes when the code gets faster."""
+    import hashlib
+    import hmac
+
+    from django.conf import settings as django_settings
+
+    salt = bytes(VisitorSalt.objects.get(period_start__lte=NOON, period_end__gt=NOON).salt)
+    key = hmac.digest(django_settings.SECRET_KEY.encode(), salt, "sha256")
+
+    def expected(material: bytes) -> str:
+        return hashlib.blake2b(material, digest_size=8, key=key, person=b"trackable-uv").hexdigest()
+
+    long_agent = "Mozilla/5.0 é " + "x" * 600  # cut at TRACKABLE_USER_AGENT_MAX_LENGTH (512) characters
+    assert visitors.visitor_hash(request()) == expected(b"r\x00203.0.113.7\x00" + FIREFOX.encode())
+    assert visitors.visitor_hash(request(agent=long_agent)) == expected(b"r\x00203.0.113.7\x00" + long_agent[:512].encode())
+    assert visitors.visitor_hash(None, "user:7") == expected(b"x\x00user:7")
+    assert visitors.visitor_hash(None, 7) == expected(b"x\x007")
+    assert visitors.visitor_hash(request(), "user:7") == expected(b"x\x00user:7")
+    with override_settings(TRACKABLE_VISITOR_IDENTITY="session"):
+        with_session = request()
+        with_session.session = type("Session", (), {"session_key": "k" * 32})()
+        assert visitors.visitor_hash(with_session) == expected(b"s\x00" + b"k" * 32)
+    with override_settings(TRACKABLE_VISITOR_IDENTITY="user"):
+        signed_in = request()
+        signed_in.user = type("User", (), {"is_authenticated": True, "pk": 42})()
+        assert visitors.visitor_hash(signed_in) == expected(b"u\x0042")
+
+
 def test_old_salts_are_deleted_when_their_day_ends(clock):
     assert [(s.period_start.day, s.period_end.day) for s in VisitorSalt.objects.all()] == [(10, 11), (11, 12)]
     clock.at = NOON + timedelta(days=1)
