@@ -310,3 +310,33 @@ def test_the_relay_sums_one_visitors_events_and_keeps_visitors_apart():
     assert sorted(map(tuple, (e[4:5] + e[6:] for e in out)), key=str) == sorted(
         [(2, {"u": "00000000000000aa"}), (1, {"u": "00000000000000bb"}), (1,)], key=str
     )
+
+
+def test_reading_one_objects_sketches_goes_through_django_and_on_postgresql_in_binary(django_assert_num_queries):
+    """uniques() and uniques_series() fetch sketches as bytes (binary format on PostgreSQL: half the bytes)."""
+    from django.db import connection
+
+    page = Page.objects.create(path="/a")
+    for day in range(3):
+        for i in range(5 + day):
+            send_view(page, request(ip=f"10.3.0.{i}"), NOON + timedelta(days=day))
+    fold(PageData)
+    formats = []
+
+    def spy(execute, sql, params, many, context):
+        formats.append(getattr(context["cursor"].cursor, "format", None))
+        return execute(sql, params, many, context)
+
+    start = NOON.replace(hour=0)
+    with django_assert_num_queries(2), connection.execute_wrapper(spy):  # logged and wrapped like any query
+        total = uniques.uniques(page, "visitors", start, start + timedelta(days=3))
+        series = uniques.uniques_series(page, "visitors", start, start + timedelta(days=3))
+    assert total == sketches.Estimate(7, 7, 7)  # the union: 7 addresses, never 5 + 6 + 7
+    assert [(p.start, p.value.estimate) for p in series] == [(start + timedelta(days=d), 5 + d) for d in range(3)]
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        assert formats == [psycopg.pq.Format.BINARY] * 2
+    assert uniques.fetch_rows(PageData.objects.filter(pk__in=[]).values_list("visitors")) == []
+    rows = uniques.fetch_rows(PageData.objects.order_by("collected_during").values_list("collected_during", "visitors"))
+    assert [(bucket, type(sketch)) for bucket, sketch in rows] == [(start + timedelta(days=d), bytes) for d in range(3)]
