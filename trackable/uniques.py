@@ -195,7 +195,9 @@ def fetch_rows(queryset: models.QuerySet) -> list[tuple]:
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
     raw.format = psycopg.pq.Format.BINARY
-    with connection._prepare_cursor(raw) as cursor:
+    connection.validate_thread_sharing()
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
     return list(compiler.results_iter([fetched], tuple_expected=True))
