@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, tzinfo
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models
@@ -197,7 +197,7 @@ def fetch_rows(queryset: models.QuerySet) -> list[tuple]:
     raw.format = psycopg.pq.Format.BINARY
     connection.validate_thread_sharing()
     wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
-    with wrap(raw) as cursor:
+    with wrap(cast(Any, raw)) as cursor:  # the stubs expect a wrapper; Django passes the driver cursor
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
     return list(compiler.results_iter([fetched], tuple_expected=True))
