@@ -296,7 +296,7 @@ def test_a_fold_deletes_the_salts_of_ended_periods(clock):
 
 
 @pytest.mark.no_broker
-def test_the_relay_sums_one_visitors_events_and_keeps_visitors_apart():
+def test_the_relay_carries_a_keys_visitors_once_each_in_one_event():
     from trackable.relay import batch_messages
 
     event = ["testapp.pagedata", "testapp.page", 1, "views", 1, ts(NOON)]
@@ -305,11 +305,77 @@ def test_the_relay_sums_one_visitors_events_and_keeps_visitors_apart():
         [*event, {"u": "00000000000000aa"}],
         [*event, {"u": "00000000000000bb"}],
         event,
+        [*event[:4], 1, ts(NOON) + 60_000, {"u": "00000000000000aa"}],  # the next minute: an event of its own
     ]
     [(label, _, out)] = batch_messages("seg", 0, 100, events)
-    assert sorted(map(tuple, (e[4:5] + e[6:] for e in out)), key=str) == sorted(
-        [(2, {"u": "00000000000000aa"}), (1, {"u": "00000000000000bb"}), (1,)], key=str
-    )
+    assert label == "testapp.pagedata"
+    assert [e[4:] for e in out] == [
+        (3, ts(NOON), {"u": ["00000000000000aa", "00000000000000bb"]}),
+        (1, ts(NOON)),
+        (1, ts(NOON) + 60_000, {"u": "00000000000000aa"}),
+    ]
+    assert messages.parse(messages.build(out)).events[0].extras == {"u": ["00000000000000aa", "00000000000000bb"]}
+
+
+@pytest.mark.no_broker
+def test_the_relay_splits_many_visitors_and_big_sums_keeping_every_count():
+    from trackable.relay import batch_messages
+
+    event = ["testapp.pagedata", "testapp.page", 1, "views"]
+    hashes = [f"{i:016x}" for i in range(2500)]
+    events = [[*event, 1, ts(NOON), {"u": h}] for h in hashes + hashes[:100]]  # 100 of them came twice
+    events += [[*event, messages.MAX_AMOUNT, ts(NOON), {"u": hashes[0]}], [*event, -5, ts(NOON)]]
+    [(_, _, out)] = batch_messages("seg", 0, 100, events)
+    carried = [e[6]["u"] for e in out if len(e) == 7]
+    assert [len(c) for c in carried] == [1000, 1000, 500]  # at most MAX_VISITORS an event
+    assert sorted(h for c in carried for h in c) == hashes  # each visitor once
+    assert sum(e[4] for e in out) == 2600 + messages.MAX_AMOUNT - 5  # every count kept
+    assert all(0 < abs(e[4]) <= messages.MAX_AMOUNT for e in out) and all(e[4] > 0 for e in out if len(e) == 7)
+    assert batch_messages("seg", 0, 100, events) == batch_messages("seg", 0, 100, events)  # a republish is identical
+    parsed = messages.parse(messages.build(out))
+    assert sum(len(e.extras["u"]) for e in parsed.events if e.extras) == 2500
+
+
+@pytest.mark.parametrize(
+    "visitors_, reason",
+    [
+        ([], "event 0: the visitors are a list of 0, not of 1 to 1000"),
+        (["0123456789abcdef"] * 1001, "event 0: the visitors are a list of 1001, not of 1 to 1000"),
+        (["0123456789abcdef", "198.51.100.7"], "event 0: visitor '198.51.100.7' is not 16 lowercase hex digits"),
+        (["0123456789abcdef", 7], "event 0: visitor '7' is not 16 lowercase hex digits"),
+        ([["0123456789abcdef"]], "event 0: visitor \"['0123456789abcdef']\" is not 16 lowercase hex digits"),
+    ],
+)
+def test_a_bad_list_of_visitors_is_malformed_with_a_reason(visitors_, reason):
+    body = json.dumps({"v": 1, "id": "a" * 32, "e": [["a.b", "a.c", 1, "hits", 1, ts(NOON), {"u": visitors_}]]})
+    with pytest.raises(MalformedMessage) as err:
+        messages.parse(body)
+    assert str(err.value) == reason
+
+
+def test_visitors_carried_in_lists_fold_to_exactly_what_one_hash_an_event_folds_to():
+    """The relay's lists change nothing in rows: the same counts, the same estimates as a clean fold."""
+    from trackable.relay import batch_messages
+
+    relayed, plain = Page.objects.create(path="/relayed"), Page.objects.create(path="/plain")
+    rng = __import__("random").Random(3)
+    sends = [(f"{rng.randrange(1500):016x}", ts(NOON) + rng.randrange(5) * 90_000) for _ in range(3000)]
+
+    def events(page):
+        return [["testapp.pagedata", "testapp.page", page.pk, f, 1, t, {"u": h}] for h, t in sends for f in ("views", "shares")]
+
+    for label, message_id, chunk in batch_messages("seg", 0, 100, events(relayed)):
+        publish_raw(messages.build(chunk, message_id), label)
+    mixed = events(plain)
+    for start in range(0, len(mixed), 100):
+        publish_raw(messages.build(mixed[start : start + 100]), "testapp.pagedata")
+    fold(PageData)
+    rows = {page: list(PageData.objects.filter(object_id=page.pk).order_by("collected_during")
+                       .values_list("collected_during", "views", "shares")) for page in (relayed, plain)}
+    assert rows[relayed] == rows[plain] and sum(r[1] for r in rows[plain]) == 3000
+    for field in ("visitors", "sharers"):
+        assert uniques.uniques(relayed, field) == uniques.uniques(plain, field)
+    assert uniques.uniques(plain, "visitors").estimate == pytest.approx(len({h for h, _ in sends}), rel=0.033)
 
 
 def test_reading_one_objects_sketches_goes_through_django_and_on_postgresql_in_binary(django_assert_num_queries):
