@@ -61,61 +61,100 @@ def storage_and_union() -> None:
     _union_from_database(days)
 
 
-def _union_from_database(days: list[bytes]) -> None:
+def _union_from_database(days: list[bytes], rounds: int = 20) -> None:
+    """Print uniques() of one object over 365 daily rows, against the same union read in the text format.
+
+    The baseline is what uniques() did before sketches were read in PostgreSQL's binary format: the
+    ORM's values_list (each sketch sent as hex) and the same union; rounds interleaved.
+    """
     from django.contrib.contenttypes.models import ContentType
 
     from tests.testapp.models import Page, PageData
-    from trackable import uniques
+    from trackable import sketches, uniques
 
     page = Page.objects.create(path="/year")
     ct = ContentType.objects.get_for_model(Page)
     start = NOON.replace(hour=0) - timedelta(days=365)
+    end = start + timedelta(days=365)
     PageData.objects.bulk_create(
         [PageData(content_type=ct, object_id=page.pk, collected_during=start + timedelta(days=d), views=1, visitors=b)
          for d, b in enumerate(days)]
     )
-    timings, fetches = [], []
-    for _ in range(20):
-        started = time.perf_counter()
-        uniques.uniques(page, "visitors", start, start + timedelta(days=365))
-        timings.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        list(PageData.objects.filter(object_id=page.pk).values_list("visitors", flat=True))
-        fetches.append((time.perf_counter() - started) * 1000)
-    emit("uniques() of one object over 365 daily rows (query + union)", statistics.median(timings), "ms", "target", 20.0,
-         fetch_only_ms=round(statistics.median(fetches), 3))
+    rows = PageData.objects.filter(content_type=ct, object_id=page.pk, collected_during__gte=start, collected_during__lt=end)
+
+    def text_format() -> sketches.Estimate:
+        return sketches.estimate(sketches.union(rows.values_list("visitors", flat=True)))
+
+    assert uniques.uniques(page, "visitors", start, end) == text_format()  # the same answer, only faster
+    timings: dict[str, list[float]] = {"uniques": [], "text": [], "fetch": [], "fetch_text": []}
+    for _ in range(rounds):
+        for name, call in (
+            ("uniques", lambda: uniques.uniques(page, "visitors", start, end)),
+            ("text", text_format),
+            ("fetch", lambda: uniques.fetch_rows(rows.values_list("visitors"))),
+            ("fetch_text", lambda: list(rows.values_list("visitors", flat=True))),
+        ):
+            started = time.perf_counter()
+            call()
+            timings[name].append((time.perf_counter() - started) * 1000)
+    median = {name: statistics.median(values) for name, values in timings.items()}
+    emit("uniques() of one object over 365 daily rows (query + union)", median["uniques"], "ms", "target", 20.0,
+         fetch_only_ms=round(median["fetch"], 3))
+    emit("uniques() of one object over 365 daily rows (query + union)", median["uniques"], "ms",
+         "the same union fetched by the ORM in the text format (before)", median["text"],
+         fetch_only_ms=round(median["fetch_text"], 3))
 
 
 def request_path(rounds: int) -> None:
-    """Print the µs of build() and of send() with a UniqueVisitors field against a data model without one."""
+    """Print the µs of build() and send() with a UniqueVisitors field against a data model without one.
+
+    send() is the request path: it journals the events and returns. The relay that publishes them
+    runs in a background thread of the same process; here it runs only when flushed (its interval is
+    set to an hour), so its work is timed apart, per send, instead of landing in whichever round is
+    running when it wakes. Each round times both data models, in alternating order.
+    """
+    from django.test import override_settings
     from django.test.client import RequestFactory
 
     from tests.testapp.models import Article, Page
-    from trackable import visitors
+    from trackable import relay, visitors
     from trackable.messaging import IncrementMessage
 
+    override_settings(TRACKABLE_JOURNAL_RELAY_INTERVAL=3600).enable()
     visitors.load_salts()
     page, article = Page.objects.create(path="/p"), Article.objects.create(title="a")
+    agent = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
     requests = [
-        RequestFactory().get("/", REMOTE_ADDR=f"10.0.{i // 250}.{i % 250}", HTTP_USER_AGENT="Firefox/120") for i in range(1000)
+        RequestFactory().get("/", REMOTE_ADDR=f"10.0.{i // 250}.{i % 250}", HTTP_USER_AGENT=agent) for i in range(1000)
     ]
-    for what, calls in (("build", 20_000), ("send", 2_000)):
-        with_u, without = [], []
-        for _ in range(rounds):
-            for obj, field, out in ((page, "views", with_u), (article, "impressions", without)):
+    variants = ((page, "views"), (article, "impressions"))
+    for what, calls in (("build", 20_000), ("send", 10_000)):
+        times: dict[str, list[float]] = {"views": [], "impressions": []}
+        relayed: dict[str, list[float]] = {"views": [], "impressions": []}
+        for r in range(rounds + 1):  # round 0 warms up (segment, connection, caches) and is not counted
+            for obj, field in variants if r % 2 else variants[::-1]:
+                relay.flush(60)
                 started = time.perf_counter()
                 for i in range(calls):
                     message = IncrementMessage(requests[i % 1000], obj, field)
                     message.build() if what == "build" else message.send()
-                out.append((time.perf_counter() - started) / calls * 1e6)
+                elapsed = time.perf_counter() - started
+                if what == "send":
+                    started = time.perf_counter()
+                    relay.flush(60)
+                    if r:
+                        relayed[field].append((time.perf_counter() - started) / calls * 1e6)
+                if r:
+                    times[field].append(elapsed / calls * 1e6)
             purge_queues()
-        emit(
-            f"{what}() with a UniqueVisitors field",
-            statistics.median(with_u),
-            "µs",
-            f"{what}() without",
-            statistics.median(without),
-        )
+        with_u, without = statistics.median(times["views"]), statistics.median(times["impressions"])
+        label = "build()" if what == "build" else "send() into the journal (the request path)"
+        emit(f"{label} with a UniqueVisitors field", with_u, "µs", "without", without)
+        if what == "send":
+            relay_u, relay_0 = statistics.median(relayed["views"]), statistics.median(relayed["impressions"])
+            emit("relay (background thread) per send with a UniqueVisitors field", relay_u, "µs", "without", relay_0)
+            emit("send() + its relay, per send, with a UniqueVisitors field", with_u + relay_u, "µs", "without",
+                 without + relay_0)
 
 
 def fold_rates(rounds: int, events: int) -> None:
