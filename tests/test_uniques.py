@@ -406,3 +406,29 @@ def test_reading_one_objects_sketches_goes_through_django_and_on_postgresql_in_b
     assert uniques.fetch_rows(PageData.objects.filter(pk__in=[]).values_list("visitors")) == []
     rows = uniques.fetch_rows(PageData.objects.order_by("collected_during").values_list("collected_during", "visitors"))
     assert [(bucket, type(sketch)) for bucket, sketch in rows] == [(start + timedelta(days=d), bytes) for d in range(3)]
+
+
+def test_the_fold_moves_sketches_as_bytes_and_a_second_fold_unions_onto_the_stored_ones():
+    from django.db import connection
+
+    page = Page.objects.create(path="/a")
+    for i in range(30):
+        send_view(page, request(ip=f"10.4.0.{i}"))
+    fold(PageData)
+    for i in range(20, 50):  # 10 of them again, 20 new
+        send_view(page, request(ip=f"10.4.0.{i}"))
+    sketch_queries = []
+
+    def spy(execute, sql, params, many, context):
+        if '"visitors"' in sql:
+            sketch_queries.append((sql.split()[0], getattr(context["cursor"].cursor, "format", None)))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        fold(PageData)
+    assert uniques.uniques(page, "visitors") == sketches.Estimate(50, 50, 50)
+    assert [verb for verb, _ in sketch_queries] == ["SELECT", "UPDATE"]  # read locked, unioned, written back
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        assert {fmt for _, fmt in sketch_queries} == {psycopg.pq.Format.BINARY}
