@@ -116,6 +116,10 @@ _EXTRAS = {"u": _parse_visitor}
 
 
 def _parse_extras(index: int, raw: Any) -> dict[str, Any]:
+    if type(raw) is dict and len(raw) == 1:  # the common case, one visitor: checked without a new dict
+        visitor = raw.get("u")
+        if type(visitor) is str and _VISITOR.fullmatch(visitor):
+            return raw
     if not isinstance(raw, dict) or not raw:
         raise MalformedMessage(f"event {index}: the 7th item is not a non-empty object of extras")
     unknown = [str(key)[:20] for key in raw if key not in _EXTRAS]
