@@ -403,6 +403,11 @@ def test_reading_one_objects_sketches_goes_through_django_and_on_postgresql_in_b
         import psycopg
 
         assert formats == [psycopg.pq.Format.BINARY] * 2
+        for _ in range(6):  # bound on the server, yet never prepared (Django's prepare_threshold: None)
+            uniques.uniques(page, "visitors", start, start + timedelta(days=3))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            assert cursor.fetchone() == (0,)  # a pooler in transaction mode (PgBouncer) needs none
     assert uniques.fetch_rows(PageData.objects.filter(pk__in=[]).values_list("visitors")) == []
     rows = uniques.fetch_rows(PageData.objects.order_by("collected_during").values_list("collected_during", "visitors"))
     assert [(bucket, type(sketch)) for bucket, sketch in rows] == [(start + timedelta(days=d), bytes) for d in range(3)]

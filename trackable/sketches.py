@@ -183,7 +183,7 @@ def binary_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
             import psycopg
 
             connection.ensure_connection()
-            raw = psycopg.Cursor(connection.connection)
+            raw = psycopg.Cursor(connection.connection)  # prepares statements only if OPTIONS["prepare_threshold"] says so
             raw.format = psycopg.pq.Format.BINARY
     if raw is None:
         with connection.cursor() as cursor:
