@@ -2,9 +2,11 @@
 
     python bench/bench_uniques.py --broker amqp [--runs 5] [--max 10000000]
 
-Each figure is printed as a JSON line with its baseline measured in the same run (rounds interleaved)
-and their ratio: a send with a UniqueVisitors field against one without; the fold of events carrying
-visitors against the same events without; the union of 365 daily sketches against the 20 ms target.
+Each figure is printed as a JSON line with its baseline measured in the same run (rounds interleaved),
+their ratio and the load average: a send with a UniqueVisitors field against one without (and the
+relay's work per send, timed apart); the fold of events carrying visitors against the same events
+without; uniques() over 365 daily rows against the 20 ms target and against the text-format read it
+replaced; the bytes a row takes in PostgreSQL with and without its sketch.
 """
 from __future__ import annotations
 
@@ -72,14 +74,20 @@ def _union_from_database(days: list[bytes], rounds: int = 20) -> None:
     from tests.testapp.models import Page, PageData
     from trackable import sketches, uniques
 
-    page = Page.objects.create(path="/year")
+    page, bare = Page.objects.create(path="/year"), Page.objects.create(path="/bare")
     ct = ContentType.objects.get_for_model(Page)
     start = NOON.replace(hour=0) - timedelta(days=365)
     end = start + timedelta(days=365)
-    PageData.objects.bulk_create(
-        [PageData(content_type=ct, object_id=page.pk, collected_during=start + timedelta(days=d), views=1, visitors=b)
-         for d, b in enumerate(days)]
-    )
+    grown = []
+    for parent, sketch_of in ((bare, lambda d: None), (page, days.__getitem__)):
+        before = _table_bytes(PageData)
+        PageData.objects.bulk_create(
+            [PageData(content_type=ct, object_id=parent.pk, collected_during=start + timedelta(days=d), views=1,
+                      visitors=sketch_of(d)) for d in range(365)]
+        )
+        grown.append((_table_bytes(PageData) - before) / 365)
+    emit("PostgreSQL bytes per row, 365 rows with dense sketches (heap, TOAST, indexes)", grown[1], "B",
+         "the same rows without sketches", grown[0])
     rows = PageData.objects.filter(content_type=ct, object_id=page.pk, collected_during__gte=start, collected_during__lt=end)
 
     def text_format() -> sketches.Estimate:
@@ -103,6 +111,16 @@ def _union_from_database(days: list[bytes], rounds: int = 20) -> None:
     emit("uniques() of one object over 365 daily rows (query + union)", median["uniques"], "ms",
          "the same union fetched by the ORM in the text format (before)", median["text"],
          fetch_only_ms=round(median["fetch_text"], 3))
+
+
+def _table_bytes(model: type) -> int:
+    """Return the bytes of a table with its TOAST table and indexes (after a VACUUM, so pages are counted)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM {model._meta.db_table}")
+        cursor.execute("SELECT pg_total_relation_size(%s)", [model._meta.db_table])
+        return int(cursor.fetchone()[0])
 
 
 def request_path(rounds: int) -> None:
