@@ -437,3 +437,29 @@ def test_the_fold_moves_sketches_as_bytes_and_a_second_fold_unions_onto_the_stor
         import psycopg
 
         assert {fmt for _, fmt in sketch_queries} == {psycopg.pq.Format.BINARY}
+
+
+def test_visitors_a_dense_sketch_already_holds_leave_the_row_unwritten():
+    """Most visitors of a busy row change none of its 4 096 registers: then only the counters are written."""
+    from django.db import connection
+
+    page = Page.objects.create(path="/busy")
+    hashes = [f"{i:016x}" for i in range(3000)]
+    event = ["testapp.pagedata", "testapp.page", page.pk, "views", 1, ts(NOON)]
+    publish_raw(messages.build([[*event, {"u": h}] for h in hashes]), "testapp.pagedata")
+    fold(PageData)
+    before = uniques.uniques(page, "visitors")
+    verbs = []
+
+    def spy(execute, sql, params, many, context):
+        if '"visitors"' in sql:
+            verbs.append(sql.split()[0])
+        return execute(sql, params, many, context)
+
+    publish_raw(messages.build([[*event, {"u": hashes[7]}], [*event, {"u": hashes[9]}]]), "testapp.pagedata")
+    with connection.execute_wrapper(spy):
+        fold(PageData)
+    assert verbs == ["SELECT"]  # read (locked), unioned, found unchanged: no UPDATE
+    assert PageData.objects.get().views == 3002
+    assert uniques.uniques(page, "visitors") == before
+    assert before.lower <= 3000 <= before.upper

@@ -141,7 +141,7 @@ def merge_visits(connection: BaseDatabaseWrapper, model: type[models.Model], vis
 
 
 def merge_sketches(connection: BaseDatabaseWrapper, model: type[models.Model], updates: dict[tuple, dict[str, Any]]) -> int:
-    """Union sketches into existing rows ({(ct_id, object_id, bucket): {field: sketch or bytes}}); return rows changed.
+    """Union sketches into existing rows ({(ct_id, object_id, bucket): {field: sketch or bytes}}); return rows written.
 
     The rows are read FOR UPDATE (where the database has it) in primary key order, so concurrent
     merges queue up behind each other instead of overwriting each other; the unions are written back
@@ -161,7 +161,8 @@ def merge_sketches(connection: BaseDatabaseWrapper, model: type[models.Model], u
                 if new is None:
                     continue
                 values = [_merged(old, new.get(f.attname), f.lg_k) for f, old in zip(fields, stored, strict=False)]
-                changed.append([*values, pk])
+                if values != stored:  # a dense sketch mostly stays the same: then the row is not written again
+                    changed.append([*values, pk])
         table.write(cursor, changed)
     return len(changed)
 
