@@ -82,6 +82,7 @@ def emit(figure: str, value: float, unit: str, baseline: str, baseline_value: fl
         "baseline": baseline,
         "baseline_value": round(baseline_value, 3),
         "ratio": round(value / baseline_value, 3) if baseline_value else None,
+        "load_1m": round(os.getloadavg()[0], 2),  # the machine's load when the figure was taken
         **extra,
     }
     print(json.dumps(line), flush=True)

@@ -103,6 +103,35 @@ def test_the_hash_is_stable_within_a_day_and_changes_with_the_salt(clock):
     assert visitors.visitor_hash(request()) != first
 
 
+def test_the_hash_is_the_documented_keyed_blake2b_of_the_identity(clock):
+    """The fast path computes exactly what the docs say: no hash changes when the code gets faster."""
+    import hashlib
+    import hmac
+
+    from django.conf import settings as django_settings
+
+    salt = bytes(VisitorSalt.objects.get(period_start__lte=NOON, period_end__gt=NOON).salt)
+    key = hmac.digest(django_settings.SECRET_KEY.encode(), salt, "sha256")
+
+    def expected(material: bytes) -> str:
+        return hashlib.blake2b(material, digest_size=8, key=key, person=b"trackable-uv").hexdigest()
+
+    long_agent = "Mozilla/5.0 é " + "x" * 600  # cut at TRACKABLE_USER_AGENT_MAX_LENGTH (512) characters
+    assert visitors.visitor_hash(request()) == expected(b"r\x00203.0.113.7\x00" + FIREFOX.encode())
+    assert visitors.visitor_hash(request(agent=long_agent)) == expected(b"r\x00203.0.113.7\x00" + long_agent[:512].encode())
+    assert visitors.visitor_hash(None, "user:7") == expected(b"x\x00user:7")
+    assert visitors.visitor_hash(None, 7) == expected(b"x\x007")
+    assert visitors.visitor_hash(request(), "user:7") == expected(b"x\x00user:7")
+    with override_settings(TRACKABLE_VISITOR_IDENTITY="session"):
+        with_session = request()
+        with_session.session = type("Session", (), {"session_key": "k" * 32})()
+        assert visitors.visitor_hash(with_session) == expected(b"s\x00" + b"k" * 32)
+    with override_settings(TRACKABLE_VISITOR_IDENTITY="user"):
+        signed_in = request()
+        signed_in.user = type("User", (), {"is_authenticated": True, "pk": 42})()
+        assert visitors.visitor_hash(signed_in) == expected(b"u\x0042")
+
+
 def test_old_salts_are_deleted_when_their_day_ends(clock):
     assert [(s.period_start.day, s.period_end.day) for s in VisitorSalt.objects.all()] == [(10, 11), (11, 12)]
     clock.at = NOON + timedelta(days=1)
@@ -267,7 +296,7 @@ def test_a_fold_deletes_the_salts_of_ended_periods(clock):
 
 
 @pytest.mark.no_broker
-def test_the_relay_sums_one_visitors_events_and_keeps_visitors_apart():
+def test_the_relay_carries_a_keys_visitors_once_each_in_one_event():
     from trackable.relay import batch_messages
 
     event = ["testapp.pagedata", "testapp.page", 1, "views", 1, ts(NOON)]
@@ -276,8 +305,161 @@ def test_the_relay_sums_one_visitors_events_and_keeps_visitors_apart():
         [*event, {"u": "00000000000000aa"}],
         [*event, {"u": "00000000000000bb"}],
         event,
+        [*event[:4], 1, ts(NOON) + 60_000, {"u": "00000000000000aa"}],  # the next minute: an event of its own
     ]
     [(label, _, out)] = batch_messages("seg", 0, 100, events)
-    assert sorted(map(tuple, (e[4:5] + e[6:] for e in out)), key=str) == sorted(
-        [(2, {"u": "00000000000000aa"}), (1, {"u": "00000000000000bb"}), (1,)], key=str
-    )
+    assert label == "testapp.pagedata"
+    assert [e[4:] for e in out] == [
+        (3, ts(NOON), {"u": ["00000000000000aa", "00000000000000bb"]}),
+        (1, ts(NOON)),
+        (1, ts(NOON) + 60_000, {"u": "00000000000000aa"}),
+    ]
+    assert messages.parse(messages.build(out)).events[0].extras == {"u": ["00000000000000aa", "00000000000000bb"]}
+
+
+@pytest.mark.no_broker
+def test_the_relay_splits_many_visitors_and_big_sums_keeping_every_count():
+    from trackable.relay import batch_messages
+
+    event = ["testapp.pagedata", "testapp.page", 1, "views"]
+    hashes = [f"{i:016x}" for i in range(2500)]
+    events = [[*event, 1, ts(NOON), {"u": h}] for h in hashes + hashes[:100]]  # 100 of them came twice
+    events += [[*event, messages.MAX_AMOUNT, ts(NOON), {"u": hashes[0]}], [*event, -5, ts(NOON)]]
+    [(_, _, out)] = batch_messages("seg", 0, 100, events)
+    carried = [e[6]["u"] for e in out if len(e) == 7]
+    assert [len(c) for c in carried] == [1000, 1000, 500]  # at most MAX_VISITORS an event
+    assert sorted(h for c in carried for h in c) == hashes  # each visitor once
+    assert sum(e[4] for e in out) == 2600 + messages.MAX_AMOUNT - 5  # every count kept
+    assert all(0 < abs(e[4]) <= messages.MAX_AMOUNT for e in out) and all(e[4] > 0 for e in out if len(e) == 7)
+    assert batch_messages("seg", 0, 100, events) == batch_messages("seg", 0, 100, events)  # a republish is identical
+    parsed = messages.parse(messages.build(out))
+    assert sum(len(e.extras["u"]) for e in parsed.events if e.extras) == 2500
+
+
+@pytest.mark.parametrize(
+    "visitors_, reason",
+    [
+        ([], "event 0: the visitors are a list of 0, not of 1 to 1000"),
+        (["0123456789abcdef"] * 1001, "event 0: the visitors are a list of 1001, not of 1 to 1000"),
+        (["0123456789abcdef", "198.51.100.7"], "event 0: visitor '198.51.100.7' is not 16 lowercase hex digits"),
+        (["0123456789abcdef", 7], "event 0: visitor '7' is not 16 lowercase hex digits"),
+        ([["0123456789abcdef"]], "event 0: visitor \"['0123456789abcdef']\" is not 16 lowercase hex digits"),
+    ],
+)
+def test_a_bad_list_of_visitors_is_malformed_with_a_reason(visitors_, reason):
+    body = json.dumps({"v": 1, "id": "a" * 32, "e": [["a.b", "a.c", 1, "hits", 1, ts(NOON), {"u": visitors_}]]})
+    with pytest.raises(MalformedMessage) as err:
+        messages.parse(body)
+    assert str(err.value) == reason
+
+
+def test_visitors_carried_in_lists_fold_to_exactly_what_one_hash_an_event_folds_to():
+    """The relay's lists change nothing in rows: the same counts, the same estimates as a clean fold."""
+    from trackable.relay import batch_messages
+
+    relayed, plain = Page.objects.create(path="/relayed"), Page.objects.create(path="/plain")
+    rng = __import__("random").Random(3)
+    sends = [(f"{rng.randrange(1500):016x}", ts(NOON) + rng.randrange(5) * 90_000) for _ in range(3000)]
+
+    def events(page):
+        return [["testapp.pagedata", "testapp.page", page.pk, f, 1, t, {"u": h}] for h, t in sends for f in ("views", "shares")]
+
+    for label, message_id, chunk in batch_messages("seg", 0, 100, events(relayed)):
+        publish_raw(messages.build(chunk, message_id), label)
+    mixed = events(plain)
+    for start in range(0, len(mixed), 100):
+        publish_raw(messages.build(mixed[start : start + 100]), "testapp.pagedata")
+    fold(PageData)
+    rows = {page: list(PageData.objects.filter(object_id=page.pk).order_by("collected_during")
+                       .values_list("collected_during", "views", "shares")) for page in (relayed, plain)}
+    assert rows[relayed] == rows[plain] and sum(r[1] for r in rows[plain]) == 3000
+    for field in ("visitors", "sharers"):
+        assert uniques.uniques(relayed, field) == uniques.uniques(plain, field)
+    assert uniques.uniques(plain, "visitors").estimate == pytest.approx(len({h for h, _ in sends}), rel=0.033)
+
+
+def test_reading_one_objects_sketches_goes_through_django_and_on_postgresql_in_binary(django_assert_num_queries):
+    """uniques() and uniques_series() fetch sketches as bytes (binary format on PostgreSQL: half the bytes)."""
+    from django.db import connection
+
+    page = Page.objects.create(path="/a")
+    for day in range(3):
+        for i in range(5 + day):
+            send_view(page, request(ip=f"10.3.0.{i}"), NOON + timedelta(days=day))
+    fold(PageData)
+    formats = []
+
+    def spy(execute, sql, params, many, context):
+        formats.append(getattr(context["cursor"].cursor, "format", None))
+        return execute(sql, params, many, context)
+
+    start = NOON.replace(hour=0)
+    with django_assert_num_queries(2), connection.execute_wrapper(spy):  # logged and wrapped like any query
+        total = uniques.uniques(page, "visitors", start, start + timedelta(days=3))
+        series = uniques.uniques_series(page, "visitors", start, start + timedelta(days=3))
+    assert total == sketches.Estimate(7, 7, 7)  # the union: 7 addresses, never 5 + 6 + 7
+    assert [(p.start, p.value.estimate) for p in series] == [(start + timedelta(days=d), 5 + d) for d in range(3)]
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        assert formats == [psycopg.pq.Format.BINARY] * 2
+        for _ in range(6):  # bound on the server, yet never prepared (Django's prepare_threshold: None)
+            uniques.uniques(page, "visitors", start, start + timedelta(days=3))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            assert cursor.fetchone() == (0,)  # a pooler in transaction mode (PgBouncer) needs none
+    assert uniques.fetch_rows(PageData.objects.filter(pk__in=[]).values_list("visitors")) == []
+    rows = uniques.fetch_rows(PageData.objects.order_by("collected_during").values_list("collected_during", "visitors"))
+    assert [(bucket, type(sketch)) for bucket, sketch in rows] == [(start + timedelta(days=d), bytes) for d in range(3)]
+
+
+def test_the_fold_moves_sketches_as_bytes_and_a_second_fold_unions_onto_the_stored_ones():
+    from django.db import connection
+
+    page = Page.objects.create(path="/a")
+    for i in range(30):
+        send_view(page, request(ip=f"10.4.0.{i}"))
+    fold(PageData)
+    for i in range(20, 50):  # 10 of them again, 20 new
+        send_view(page, request(ip=f"10.4.0.{i}"))
+    sketch_queries = []
+
+    def spy(execute, sql, params, many, context):
+        if '"visitors"' in sql:
+            sketch_queries.append((sql.split()[0], getattr(context["cursor"].cursor, "format", None)))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        fold(PageData)
+    assert uniques.uniques(page, "visitors") == sketches.Estimate(50, 50, 50)
+    assert [verb for verb, _ in sketch_queries] == ["SELECT", "UPDATE"]  # read locked, unioned, written back
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        assert {fmt for _, fmt in sketch_queries} == {psycopg.pq.Format.BINARY}
+
+
+def test_visitors_a_dense_sketch_already_holds_leave_the_row_unwritten():
+    """Most visitors of a busy row change none of its 4 096 registers: then only the counters are written."""
+    from django.db import connection
+
+    page = Page.objects.create(path="/busy")
+    hashes = [f"{i:016x}" for i in range(3000)]
+    event = ["testapp.pagedata", "testapp.page", page.pk, "views", 1, ts(NOON)]
+    publish_raw(messages.build([[*event, {"u": h}] for h in hashes]), "testapp.pagedata")
+    fold(PageData)
+    before = uniques.uniques(page, "visitors")
+    verbs = []
+
+    def spy(execute, sql, params, many, context):
+        if '"visitors"' in sql:
+            verbs.append(sql.split()[0])
+        return execute(sql, params, many, context)
+
+    publish_raw(messages.build([[*event, {"u": hashes[7]}], [*event, {"u": hashes[9]}]]), "testapp.pagedata")
+    with connection.execute_wrapper(spy):
+        fold(PageData)
+    assert verbs == ["SELECT"]  # read (locked), unioned, found unchanged: no UPDATE
+    assert PageData.objects.get().views == 3002
+    assert uniques.uniques(page, "visitors") == before
+    assert before.lower <= 3000 <= before.upper

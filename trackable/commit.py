@@ -102,7 +102,10 @@ def _upsert(fresh: list, db: str) -> int:
         for dm, key, field_name, amount, visitor in rows:
             totals[dm][key][field_name] += amount
             if visitor is not None and amount > 0 and unique_fields(dm):
-                visits[dm][key].add((field_name, visitor))
+                if isinstance(visitor, str):
+                    visits[dm][key].add((field_name, visitor))
+                else:  # the relay's form: the distinct visitors of a batch's counter, object and minute
+                    visits[dm][key].update((field_name, v) for v in visitor)
     connection = connections[db]
     count = 0
     for dm in sorted(totals, key=lambda m: m._meta.label_lower):

@@ -309,7 +309,7 @@ class _Validator:
             low, high = 1, 0
         return dm, ct_id, to_python, limits, low, high
 
-    def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int, str | None]]:
+    def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int, Any]]:
         out = []
         routes = self.routes
         for event in message.events:
@@ -330,7 +330,7 @@ class _Validator:
                     object_id = to_python(pk)
                 except ValidationError as err:
                     raise MalformedMessage(f"parent pk {str(pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
-            visitor = event.extras.get("u") if event.extras else None
+            visitor = event.extras.get("u") if event.extras else None  # a hash, a list of them, or None
             out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount, visitor))
         return out
 

@@ -6,8 +6,9 @@ A message is one JSON object::
 
 `e` holds one or more events; `ts_ms` is the event time in milliseconds since the Unix epoch (UTC).
 An event may carry a 7th item, an object of extras: ``{"u": "<16 hex digits>"}`` is the keyed hash of
-the visitor (trackable.visitors) that the data model's UniqueVisitors fields count. Only known keys
-are accepted; 6-item events stay valid.
+the visitor (trackable.visitors) that the data model's UniqueVisitors fields count; ``{"u": [...]}``
+carries up to MAX_VISITORS distinct ones (the relay's form: the visitors of one counter, object and
+minute of a batch). Only known keys are accepted; 6-item events stay valid.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ MAX_EVENTS = 100_000
 MAX_AMOUNT = 2**31 - 1
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+MAX_VISITORS = 1000  # visitor hashes one event may carry
 
 # Matched with fullmatch: "$" would also accept a trailing newline.
 _LABEL = re.compile(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*")
@@ -45,7 +47,7 @@ class Event(NamedTuple):
     field: str
     amount: int
     ts_ms: int
-    extras: dict[str, Any] | None = None  # the optional 7th item: {"u": visitor hash}
+    extras: dict[str, Any] | None = None  # the optional 7th item: {"u": visitor hash or a list of them}
 
 
 class Message(NamedTuple):
@@ -95,7 +97,15 @@ _checked_names: set[tuple[Any, Any, Any]] = set()
 _CHECKED_NAMES_MAX = 10_000
 
 
-def _parse_visitor(index: int, value: Any) -> str:
+def _parse_visitor(index: int, value: Any) -> str | list[str]:
+    """Check one visitor hash, or a list of 1 to MAX_VISITORS of them."""
+    if isinstance(value, list):
+        if not 0 < len(value) <= MAX_VISITORS:
+            raise MalformedMessage(f"event {index}: the visitors are a list of {len(value)}, not of 1 to {MAX_VISITORS}")
+        for item in value:
+            if not isinstance(item, str) or not _VISITOR.fullmatch(item):
+                raise MalformedMessage(f"event {index}: visitor {str(item)[:80]!r} is not 16 lowercase hex digits")
+        return value
     if not isinstance(value, str) or not _VISITOR.fullmatch(value):
         raise MalformedMessage(f"event {index}: visitor {str(value)[:80]!r} is not 16 lowercase hex digits")
     return value
@@ -106,6 +116,10 @@ _EXTRAS = {"u": _parse_visitor}
 
 
 def _parse_extras(index: int, raw: Any) -> dict[str, Any]:
+    if type(raw) is dict and len(raw) == 1:  # the common case, one visitor: checked without a new dict
+        visitor = raw.get("u")
+        if type(visitor) is str and _VISITOR.fullmatch(visitor):
+            return raw
     if not isinstance(raw, dict) or not raw:
         raise MalformedMessage(f"event {index}: the 7th item is not a non-empty object of extras")
     unknown = [str(key)[:20] for key in raw if key not in _EXTRAS]

@@ -20,7 +20,6 @@ from django.http import HttpRequest
 from trackable import delivery, messages, relay, visitors
 from trackable.conf import settings
 from trackable.exceptions import InvalidPrimaryKey
-from trackable.fields import feeds_visitors
 from trackable.sites import site
 
 __all__ = [
@@ -103,13 +102,15 @@ class TrackableMessage(ABC):
             problem = route.pk_limits.problem(pk)
             if problem is not None:
                 raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
-            event: tuple = (route.data_label, route.parent_label, pk, field, amount, ts)
-            if amount > 0 and feeds_visitors(route.data_model, field):
+            if amount > 0 and route.feeds_visitors:
                 if visitor is False:
                     visitor = visitors.visitor_hash(self.request, self.visitor)
                 if visitor:
-                    event += ({"u": visitor},)
-            grouped[route.data_label].append(event)
+                    grouped[route.data_label].append(
+                        (route.data_label, route.parent_label, pk, field, amount, ts, {"u": visitor})
+                    )
+                    continue
+            grouped[route.data_label].append((route.data_label, route.parent_label, pk, field, amount, ts))
         return grouped
 
     def send(self) -> bool:

@@ -158,33 +158,60 @@ def journal_backlog(folder: Path, skip: set[str] = frozenset()) -> int:  # type:
 def batch_messages(segment_id: str, start: int, end: int, events: list[list[Any]]) -> list[tuple[str, str, list]]:
     """Return (data label, message id, events) of one batch: sums per key and minute, ids from the offsets.
 
-    Identical keys (data model, parent, object, field, minute, visitor) are summed keeping the minute's
-    first event time, so buckets stay exact; events of different visitors (the 7th item's "u") stay
-    apart, each with its hash. The order and the ids depend only on the batch's bytes.
+    Identical keys (data model, parent, object, field, minute) are summed keeping the minute's first
+    event time, so buckets stay exact. The visitors (the 7th item's "u") of a key's events are carried
+    together, once each: ``{"u": [hash, ...]}`` (``{"u": hash}`` for one), at most MAX_VISITORS per
+    event; events without a visitor are summed apart. The order and the ids depend only on the batch's
+    bytes.
     """
-    entries: dict[tuple, list[int]] = {}
+    entries: dict[tuple, list[Any]] = {}
     for data_label, parent_label, pk, field, amount, ts_ms, *extras in events:
         visitor = extras[0].get("u") if extras and isinstance(extras[0], dict) else None
-        key = (data_label, parent_label, pk, field, ts_ms // 60_000, visitor)
+        key = (data_label, parent_label, pk, field, ts_ms // 60_000, visitor is not None)
         entry = entries.get(key)
         if entry is None:
-            entries[key] = [amount, ts_ms]
+            entry = entries[key] = [amount, ts_ms, {}]
         else:
             entry[0] += amount
+        if visitor is not None:  # a dict keeps the first-seen order: the same bytes, the same message
+            if isinstance(visitor, str):
+                entry[2][visitor] = None
+            else:
+                entry[2].update(dict.fromkeys(visitor))
     grouped: dict[str, list[tuple]] = {}
-    for (data_label, parent_label, pk, field, _, visitor), (amount, ts_ms) in entries.items():
+    for (data_label, parent_label, pk, field, _, _), (amount, ts_ms, seen) in entries.items():
         out = grouped.setdefault(data_label, [])
-        carried = ({"u": visitor},) if visitor else ()
-        while amount:  # a sum beyond one event's limit travels as several events
-            part = max(-messages.MAX_AMOUNT, min(messages.MAX_AMOUNT, amount))
-            out.append((data_label, parent_label, pk, field, part, ts_ms, *carried))
-            amount -= part
+        head = (data_label, parent_label, pk, field)
+        for part, visitors in _split(amount, list(seen)):
+            out.append((*head, part, ts_ms, {"u": visitors[0] if len(visitors) == 1 else visitors}) if visitors
+                       else (*head, part, ts_ms))
     batch = []
     for data_label, out in grouped.items():
         for i, first in enumerate(range(0, len(out), MAX_EVENTS_PER_MESSAGE)):
             seed = f"{segment_id}:{start}:{end}:{data_label}:{i}".encode()
             batch.append((data_label, hashlib.sha256(seed).hexdigest()[:32], out[first : first + MAX_EVENTS_PER_MESSAGE]))
     return batch
+
+
+def _split(amount: int, visitors: list[str]) -> list[tuple[int, list[str]]]:
+    """Return (amount, visitors) parts of one key's sum: amounts within one event's limit, visitors in chunks.
+
+    The parts' amounts add up to `amount` exactly; every part carrying visitors has a positive amount (the
+    sum of one-visitor events is at least the number of visitors; a sum that is not, which producers never
+    write, drops the visitors, as the fold ignores those of events that are not increments).
+    """
+    chunks = [visitors[i : i + messages.MAX_VISITORS] for i in range(0, len(visitors), messages.MAX_VISITORS)]
+    if amount < len(chunks):
+        chunks = []
+    parts = [(1, chunk) for chunk in chunks[:-1]]  # 1 each: what is left stays positive for the last chunk
+    amount -= len(parts)
+    last = chunks[-1] if chunks else []
+    while amount:  # a sum beyond one event's limit travels as several events
+        part = max(-messages.MAX_AMOUNT, min(messages.MAX_AMOUNT, amount))
+        parts.append((part, last))
+        last = []
+        amount -= part
+    return parts
 
 
 def _publish_batch(segment: Segment, start: int, end: int, events: list[list[Any]]) -> None:

@@ -10,6 +10,7 @@ from django.db import models
 
 from trackable.buckets import GRANULARITIES
 from trackable.exceptions import AlreadyRegistered, AmbiguousField, NotRegistered, UnknownField
+from trackable.fields import feeds_visitors
 from trackable.pklimits import PkLimits, pk_limits
 
 __all__ = ["TrackableSite", "Route", "site"]
@@ -37,6 +38,7 @@ class Route:
     parent_label: str
     field: str
     pk_limits: PkLimits
+    feeds_visitors: bool = False  # an increment also feeds a UniqueVisitors field (its event carries the visitor)
 
 
 class TrackableSite:
@@ -171,7 +173,7 @@ class TrackableSite:
                 f"({', '.join(dm.__name__ for dm in matches)}); pass data_model= to choose one."
             )
         dm = matches[0]
-        return Route(dm, dm._meta.label_lower, model._meta.label_lower, field, pk_limits(model, dm))
+        return Route(dm, dm._meta.label_lower, model._meta.label_lower, field, pk_limits(model, dm), feeds_visitors(dm, field))
 
     # -- checks ------------------------------------------------------------------------------------
     @staticmethod

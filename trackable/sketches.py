@@ -18,7 +18,8 @@ cannot inflate a count.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -27,10 +28,21 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from trackable.fields import DEFAULT_LG_K, unique_fields
 
-__all__ = ["Estimate", "new_sketch", "union", "estimate", "relative_error", "merge_visits", "merge_sketches", "require"]
+__all__ = [
+    "Estimate",
+    "new_sketch",
+    "union",
+    "estimate",
+    "relative_error",
+    "merge_visits",
+    "merge_sketches",
+    "binary_cursor",
+    "require",
+]
 
 CONFIDENCE_STDDEVS = 2  # 95.4 % confidence bounds
-ROWS_PER_QUERY = 200
+ROWS_PER_QUERY = 200  # rows read per SELECT on databases other than PostgreSQL (SQLite's parameter limit)
+PG_ROWS_PER_QUERY = 5000  # on PostgreSQL the keys travel as arrays: one query can take many
 
 
 class Estimate(NamedTuple):
@@ -129,7 +141,7 @@ def merge_visits(connection: BaseDatabaseWrapper, model: type[models.Model], vis
 
 
 def merge_sketches(connection: BaseDatabaseWrapper, model: type[models.Model], updates: dict[tuple, dict[str, Any]]) -> int:
-    """Union sketches into existing rows ({(ct_id, object_id, bucket): {field: sketch or bytes}}); return rows changed.
+    """Union sketches into existing rows ({(ct_id, object_id, bucket): {field: sketch or bytes}}); return rows written.
 
     The rows are read FOR UPDATE (where the database has it) in primary key order, so concurrent
     merges queue up behind each other instead of overwriting each other; the unions are written back
@@ -141,15 +153,47 @@ def merge_sketches(connection: BaseDatabaseWrapper, model: type[models.Model], u
     table = _Table(connection, model, fields)
     keys = sorted(updates, key=lambda k: tuple(str(v) for v in k))
     changed = []
-    for start in range(0, len(keys), ROWS_PER_QUERY):
-        for pk, key, stored in table.locked_rows(keys[start : start + ROWS_PER_QUERY]):
-            new = updates.get(key)
-            if new is None:
-                continue
-            values = [_merged(old, new.get(f.attname), f.lg_k) for f, old in zip(fields, stored, strict=False)]
-            changed.append([*values, pk])
-    table.write(changed)
+    per_query = PG_ROWS_PER_QUERY if connection.vendor == "postgresql" else ROWS_PER_QUERY
+    with binary_cursor(connection) as cursor:
+        for start in range(0, len(keys), per_query):
+            for pk, key, stored in table.locked_rows(cursor, keys[start : start + per_query]):
+                new = updates.get(key)
+                if new is None:
+                    continue
+                values = [_merged(old, new.get(f.attname), f.lg_k) for f, old in zip(fields, stored, strict=False)]
+                if values != stored:  # a dense sketch mostly stays the same: then the row is not written again
+                    changed.append([*values, pk])
+        table.write(cursor, changed)
     return len(changed)
+
+
+@contextlib.contextmanager
+def binary_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """Yield a Django cursor; on PostgreSQL with psycopg 3, one that moves bytes in the binary format.
+
+    Django's own cursors bind parameters on the client and read results as text: each sketch then
+    travels as hex, twice its size, quoted into the SQL or decoded from it. This cursor binds on the
+    server and reads binary results (a sketch is sent and received as its bytes), and still goes
+    through Django's wrapper: query logging, execute wrappers, database error translation.
+    """
+    raw = None
+    if connection.vendor == "postgresql":
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+        if is_psycopg3:
+            import psycopg
+
+            connection.ensure_connection()
+            raw = psycopg.Cursor(connection.connection)  # prepares statements only if OPTIONS["prepare_threshold"] says so
+            raw.format = psycopg.pq.Format.BINARY
+    if raw is None:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.validate_thread_sharing()
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(cast(Any, raw)) as cursor:  # the stubs expect a wrapper; Django passes the driver cursor
+        yield cursor
 
 
 def _merged(old: Any, new: Any, lg_k: int) -> Any:
@@ -176,7 +220,7 @@ class _Table:
         self.key_cols = [f"{self.table}.{qn(cast(str, f.column))}" for f in self.key_fields]
         self.sketch_cols = [qn(cast(str, f.column)) for f in fields]  # concrete fields: never None
 
-    def locked_rows(self, keys: list[tuple]) -> list[tuple[Any, tuple, list]]:
+    def locked_rows(self, cursor: Any, keys: list[tuple]) -> list[tuple[Any, tuple, list]]:
         """Return (pk, key, [sketch bytes or None]) of the rows of `keys`, locked for this transaction."""
         connection = self.connection
         head = f"SELECT {self.table}.{self.pk}, {', '.join(self.key_cols + self.sketch_cols)} FROM {self.table}"
@@ -191,9 +235,8 @@ class _Table:
             values = f"VALUES {rows}" if connection.vendor == "sqlite" else rows
             sql = f"{head} WHERE ({', '.join(self.key_cols)}) IN ({values}) ORDER BY 1{lock}"
             params = [f.get_db_prep_value(v, connection) for key in keys for f, v in zip(self.key_fields, key, strict=False)]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return [(row[0], self._key(row[1:4]), list(row[4:])) for row in cursor.fetchall()]
+        cursor.execute(sql, params)
+        return [(row[0], self._key(row[1:4]), list(row[4:])) for row in cursor.fetchall()]
 
     def _key(self, raw: tuple) -> tuple:
         """Return a row's key as the fold spells it: ints, the object_id's Python type, an aware UTC datetime."""
@@ -208,20 +251,19 @@ class _Table:
             bucket = bucket.replace(tzinfo=timezone.utc)
         return int(ct_id), self.key_fields[1].to_python(object_id), bucket
 
-    def write(self, rows: list[list[Any]]) -> None:
+    def write(self, cursor: Any, rows: list[list[Any]]) -> None:
         """Write back [sketch bytes..., pk] rows."""
         if not rows:
             return
-        with self.connection.cursor() as cursor:
-            if self.connection.vendor == "postgresql":  # one statement, one array per column
-                names = [f"s{i}" for i in range(len(self.sketch_cols))]
-                sets = ", ".join(f"{col} = v.{name}" for col, name in zip(self.sketch_cols, names, strict=False))
-                arrays = ", ".join(["%s::bytea[]"] * len(names) + ["%s::bigint[]"])
-                sql = (
-                    f"UPDATE {self.table} SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}, pk) "
-                    f"WHERE {self.table}.{self.pk} = v.pk"
-                )
-                cursor.execute(sql, [list(column) for column in zip(*rows, strict=False)])
-            else:
-                sets = ", ".join(f"{col} = %s" for col in self.sketch_cols)
-                cursor.executemany(f"UPDATE {self.table} SET {sets} WHERE {self.pk} = %s", rows)
+        if self.connection.vendor == "postgresql":  # one statement, one array per column
+            names = [f"s{i}" for i in range(len(self.sketch_cols))]
+            sets = ", ".join(f"{col} = v.{name}" for col, name in zip(self.sketch_cols, names, strict=False))
+            arrays = ", ".join(["%s::bytea[]"] * len(names) + ["%s::bigint[]"])
+            sql = (
+                f"UPDATE {self.table} SET {sets} FROM unnest({arrays}) AS v({', '.join(names)}, pk) "
+                f"WHERE {self.table}.{self.pk} = v.pk"
+            )
+            cursor.execute(sql, [list(column) for column in zip(*rows, strict=False)])
+        else:
+            sets = ", ".join(f"{col} = %s" for col in self.sketch_cols)
+            cursor.executemany(f"UPDATE {self.table} SET {sets} WHERE {self.pk} = %s", rows)

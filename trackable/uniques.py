@@ -11,7 +11,8 @@ from collections import defaultdict
 from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
-from django.db import models
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, models
 
 from trackable import sketches
 from trackable.buckets import bucket_start, next_bucket_start
@@ -92,7 +93,7 @@ def uniques(
     """Return the distinct visitors of `obj` in the window: the union of its buckets' sketches."""
     dm, f = unique_field(type(obj), field, data_model)
     rows = _window(_rows(dm, obj, using), dm, start, end)
-    return sketches.estimate(sketches.union(rows.values_list(f.attname, flat=True), f.lg_k))
+    return sketches.estimate(sketches.union((row[0] for row in fetch_rows(rows.values_list(f.attname))), f.lg_k))
 
 
 def uniques_series(
@@ -114,7 +115,7 @@ def uniques_series(
     first = bucket_start(start, target, zone)
     starts = bucket_starts(first, end, target, zone)
     grouped: dict[datetime, list[Any]] = defaultdict(list)
-    for bucket, sketch in rows.filter(collected_during__gte=first).values_list("collected_during", f.attname):
+    for bucket, sketch in fetch_rows(rows.filter(collected_during__gte=first).values_list("collected_during", f.attname)):
         grouped[bucket_start(bucket, target, zone)].append(sketch)
     return [
         UniquePoint(
@@ -166,6 +167,27 @@ def queryset_uniques(
     if queryset.query.has_filters():
         rows = rows.filter(object_id__in=queryset.order_by().values("pk"))
     return sketches.estimate(sketches.union(rows.values_list(f.attname, flat=True).iterator(chunk_size=2000), f.lg_k))
+
+
+def fetch_rows(queryset: models.QuerySet) -> list[tuple]:
+    """Return the rows of a values_list() queryset of one object's sketches, as tuples.
+
+    On PostgreSQL with psycopg 3 the rows come in the binary format (sketches.binary_cursor): in the
+    text format each sketch travels as hex, twice its size, to be decoded again (a year of daily
+    sketches: 2.2 MB instead of 1.1 MB, and most of the time of uniques()). Django's converters apply.
+    """
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return list(queryset)
+    compiler = queryset.query.get_compiler(queryset.db)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:
+        return []
+    with sketches.binary_cursor(connection) as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    return list(compiler.results_iter([fetched], tuple_expected=True))
 
 
 def deduplicated_within(start: datetime | None, end: datetime | None) -> str | None:
