@@ -132,6 +132,8 @@ SETTING_RULES: dict[str, Rule] = {
     "LINK_REPLAY_LIMIT": number("an int of 0 or more (0: no limit)", ints=True),
     "LINK_REPLAY_WINDOW": number("a positive number of seconds", open_low=True),
     "DEFAULT_WINDOW_DAYS": number("a whole number of days from 1 to 3660", ints=True, low=1, high=3660),
+    "BREAKDOWN_MAX_VALUES": number("a whole number of values from 1 to 100000", ints=True, low=1, high=100_000),
+    "PAGE_VIEWS_EXCLUDE": typed("a list of path prefix strings or None", lambda v: v is None or _strings(v)),
     "VISITOR_IDENTITY": typed(f"one of {', '.join(map(repr, IDENTITIES))}", lambda v: v in IDENTITIES),
     "VISITOR_SALT_ROTATION": typed(f"one of {', '.join(map(repr, ROTATIONS))}", lambda v: v in ROTATIONS),
 }

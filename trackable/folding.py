@@ -21,7 +21,7 @@ from trackable.buckets import bucket_start, get_zone
 from trackable.commit import commit_isolating
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered, TrackableConnectionError
-from trackable.fields import unique_fields
+from trackable.fields import dimension_fields, unique_fields
 from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields, model_field
 from trackable.pklimits import PkLimits, pk_limits
 from trackable.sites import site
@@ -299,7 +299,31 @@ class _Validator:
         if field_name not in counter_fields(dm):
             raise MalformedMessage(f"{field_name!r} is not a counter field of {dm._meta.label}")
         ct_id, limits = self.parent(dm, parent_label)
-        return dm, ct_id, model_field(dm, "object_id").to_python, limits
+        dimensions = tuple((f.name, f.max_length or 0) for f in dimension_fields(dm))
+        return dm, ct_id, model_field(dm, "object_id").to_python, limits, dimensions
+
+    @staticmethod
+    def dimension_key(dm: type[models.Model], dimensions: tuple, extras: dict[str, Any] | None) -> tuple[str, ...]:
+        """Return the values of a breakdown's dimensions in field order (missing ones empty); raise if they do not fit."""
+        values = extras.get("d") if extras else None
+        if not dimensions:
+            if values is not None:
+                raise MalformedMessage(f"dimensions sent to {dm._meta.label}, which has no Dimension fields")
+            return ()
+        values = values or {}
+        names = {name for name, _ in dimensions}
+        unknown = sorted(name for name in values if name not in names)
+        if unknown:
+            raise MalformedMessage(f"{', '.join(unknown)[:80]} is not a Dimension field of {dm._meta.label}")
+        key = []
+        for name, max_length in dimensions:
+            value = values.get(name, "")
+            if len(value) > max_length:
+                raise MalformedMessage(
+                    f"dimension {name} holds {len(value)} characters, over {dm._meta.label}.{name}'s {max_length}"
+                )
+            key.append(value)
+        return tuple(key)
 
     def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int, str | None]]:
         out = []
@@ -310,7 +334,7 @@ class _Validator:
             route = routes.get(route_key)
             if route is None:
                 route = routes[route_key] = self.route(*route_key)
-            dm, ct_id, to_python, limits = route
+            dm, ct_id, to_python, limits, dimensions = route
             problem = limits.problem(event.pk)
             if problem is not None:
                 raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} cannot be stored: {problem}")
@@ -319,7 +343,10 @@ class _Validator:
             except ValidationError as err:
                 raise MalformedMessage(f"parent pk {str(event.pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
             visitor = event.extras.get("u") if event.extras else None
-            out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount, visitor))
+            key: tuple = (ct_id, object_id, self.bucket(dm, event.ts_ms))
+            if dimensions or event.extras:
+                key += self.dimension_key(dm, dimensions, event.extras)
+            out.append((dm, key, event.field, event.amount, visitor))
         return out
 
 

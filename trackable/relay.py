@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -158,23 +159,24 @@ def journal_backlog(folder: Path, skip: set[str] = frozenset()) -> int:  # type:
 def batch_messages(segment_id: str, start: int, end: int, events: list[list[Any]]) -> list[tuple[str, str, list]]:
     """Return (data label, message id, events) of one batch: sums per key and minute, ids from the offsets.
 
-    Identical keys (data model, parent, object, field, minute, visitor) are summed keeping the minute's
-    first event time, so buckets stay exact; events of different visitors (the 7th item's "u") stay
-    apart, each with its hash. The order and the ids depend only on the batch's bytes.
+    Identical keys (data model, parent, object, field, minute, extras) are summed keeping the minute's
+    first event time, so buckets stay exact; events of different visitors (the 7th item's "u") or of
+    different breakdown values (its "d") stay apart, each with its extras. The order and the ids
+    depend only on the batch's bytes.
     """
-    entries: dict[tuple, list[int]] = {}
+    entries: dict[tuple, list[Any]] = {}
     for data_label, parent_label, pk, field, amount, ts_ms, *extras in events:
-        visitor = extras[0].get("u") if extras and isinstance(extras[0], dict) else None
-        key = (data_label, parent_label, pk, field, ts_ms // 60_000, visitor)
+        extra = extras[0] if extras else None
+        key = (data_label, parent_label, pk, field, ts_ms // 60_000, _extras_key(extra))
         entry = entries.get(key)
         if entry is None:
-            entries[key] = [amount, ts_ms]
+            entries[key] = [amount, ts_ms, extra]
         else:
             entry[0] += amount
     grouped: dict[str, list[tuple]] = {}
-    for (data_label, parent_label, pk, field, _, visitor), (amount, ts_ms) in entries.items():
+    for (data_label, parent_label, pk, field, _, _), (amount, ts_ms, extra) in entries.items():
         out = grouped.setdefault(data_label, [])
-        carried = ({"u": visitor},) if visitor else ()
+        carried = (extra,) if extra else ()
         while amount:  # a sum beyond one event's limit travels as several events
             part = max(-messages.MAX_AMOUNT, min(messages.MAX_AMOUNT, amount))
             out.append((data_label, parent_label, pk, field, part, ts_ms, *carried))
@@ -185,6 +187,19 @@ def batch_messages(segment_id: str, start: int, end: int, events: list[list[Any]
             seed = f"{segment_id}:{start}:{end}:{data_label}:{i}".encode()
             batch.append((data_label, hashlib.sha256(seed).hexdigest()[:32], out[first : first + MAX_EVENTS_PER_MESSAGE]))
     return batch
+
+
+def _extras_key(extra: Any) -> Any:
+    """Return a hashable key of an event's extras (equal extras, equal keys)."""
+    if not extra:
+        return None
+    if isinstance(extra, dict):
+        dims = extra.get("d")
+        if isinstance(dims, dict) and all(isinstance(v, str) for v in dims.values()) and len(extra) == 1:
+            return ("d", tuple(sorted(dims.items())))
+        if set(extra) == {"u"} and isinstance(extra["u"], str):
+            return ("u", extra["u"])
+    return ("json", json.dumps(extra, sort_keys=True, default=str))  # anything else: the fold judges it
 
 
 def _publish_batch(segment: Segment, start: int, end: int, events: list[list[Any]]) -> None:

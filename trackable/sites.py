@@ -37,6 +37,8 @@ class Route:
     parent_label: str
     field: str
     pk_limits: PkLimits
+    # A breakdown's dimensions: (field name, source callable, max_length); empty for a plain data model.
+    dimensions: tuple[tuple[str, Any, int], ...] = ()
 
 
 class TrackableSite:
@@ -47,6 +49,7 @@ class TrackableSite:
         # parent model → {data model: ModelAdmin class or None}
         self._registry: dict[type[models.Model], dict[type[models.Model], Any]] = {}
         self._routes: dict[tuple[type, str, type | None], Route] = {}
+        self._all_routes: dict[tuple[type, str, type | None], tuple[Route, ...]] = {}
 
     # -- registration -------------------------------------------------------------------------
     def register(
@@ -74,6 +77,7 @@ class TrackableSite:
         for model in models_:
             self._registry.setdefault(model, {})[data_model] = admin_class
         self._routes.clear()
+        self._all_routes.clear()
 
     def unregister(
         self,
@@ -96,6 +100,7 @@ class TrackableSite:
             if not registered:
                 del self._registry[model]
         self._routes.clear()
+        self._all_routes.clear()
         if not _admin_installed():
             return
         from trackable.admin import unregister_data_model_admin
@@ -143,9 +148,36 @@ class TrackableSite:
         self._routes[key] = route
         return route
 
-    def _resolve(self, model: type[models.Model], field: str, data_model: type[models.Model] | None) -> Route:
-        from trackable.models import counter_fields
+    def routes(self, model: type[models.Model], field: str, data_model: type[models.Model] | None = None) -> tuple[Route, ...]:
+        """Return every data model an increment of `field` counts in: the plain one (if any), then the breakdowns.
 
+        With `data_model` a breakdown, only that one; with a plain one (or None), that one and every
+        breakdown of `model` with the field. Raise like route() when the field is counted nowhere.
+        """
+        key = (model, field, data_model)
+        found = self._all_routes.get(key)
+        if found is not None:
+            return found
+        from trackable.fields import is_breakdown
+
+        if data_model is not None and is_breakdown(data_model):
+            found = (self.route(model, field, data_model),)
+        else:
+            main = self.route(model, field, data_model)
+            parent = apps_model(main.parent_label)
+            extra = [
+                self.route(parent, field, dm)
+                for dm in self._registry.get(parent, {})
+                if is_breakdown(dm) and dm is not main.data_model and field in _counters(dm)
+            ]
+            found = (main, *extra)
+        self._all_routes[key] = found
+        return found
+
+    def _resolve(self, model: type[models.Model], field: str, data_model: type[models.Model] | None) -> Route:
+        from trackable.fields import dimension_fields, is_breakdown
+
+        counter_fields = _counters
         registered = self._registry.get(model)
         if registered is None and model._meta.proxy:
             model = model._meta.concrete_model or model
@@ -159,6 +191,10 @@ class TrackableSite:
             raise NotRegistered(f"The model {model.__name__} is not registered with {data_model.__name__}.")
         candidates = [data_model] if data_model is not None else list(registered)
         matches = [dm for dm in candidates if field in counter_fields(dm)]
+        if data_model is None and len(matches) > 1:
+            # Breakdowns follow the plain counter of the same name: they never make it ambiguous (routes()
+            # lists them all; with breakdowns only, the first one registered stands for the rest).
+            matches = [dm for dm in matches if not is_breakdown(dm)] or matches[:1]
         if not matches:
             names = sorted({f for dm in candidates for f in counter_fields(dm)})
             owner = " or ".join(dm.__name__ for dm in candidates)
@@ -171,7 +207,10 @@ class TrackableSite:
                 f"({', '.join(dm.__name__ for dm in matches)}); pass data_model= to choose one."
             )
         dm = matches[0]
-        return Route(dm, dm._meta.label_lower, model._meta.label_lower, field, pk_limits(model, dm))
+        from trackable.dimensions import source_of
+
+        dimensions = tuple((f.name, source_of(f.source), f.max_length or 0) for f in dimension_fields(dm))
+        return Route(dm, dm._meta.label_lower, model._meta.label_lower, field, pk_limits(model, dm), dimensions)
 
     # -- checks ------------------------------------------------------------------------------------
     @staticmethod
@@ -192,6 +231,7 @@ class TrackableSite:
                 f"The data model {data_model.__name__} has no counter field; add one, e.g. "
                 "impressions = models.PositiveIntegerField(default=0)."
             )
+        _check_breakdown(data_model)
         if issubclass(data_model, TrackableTimeSeriesData) and data_model.granularity not in GRANULARITIES:
             raise ImproperlyConfigured(
                 f"{data_model.__name__}.granularity is {data_model.granularity!r}; choose one of "
@@ -226,6 +266,48 @@ class TrackableSite:
                 f"{model.__name__} has a {pk_type} primary key but {data_model.__name__}.object_id is a "
                 f"{oid_type}; declare object_id = {want} on {data_model.__name__}."
             )
+
+
+def _counters(dm: type[models.Model]) -> tuple[str, ...]:
+    from trackable.models import counter_fields
+
+    return counter_fields(dm)
+
+
+def apps_model(label: str) -> type[models.Model]:
+    """Return the model of a lowercase "app_label.model" label (in memory)."""
+    from django.apps import apps
+
+    return apps.get_model(label)
+
+
+def _check_breakdown(data_model: type[models.Model]) -> None:
+    """Refuse a breakdown that cannot work: not a time series, with visitor sketches, or with an unknown source."""
+    from trackable.dimensions import source_of
+    from trackable.fields import dimension_fields, unique_fields
+    from trackable.models import TrackableTimeSeriesData
+
+    dimensions = dimension_fields(data_model)
+    if not dimensions:
+        return
+    if not issubclass(data_model, TrackableTimeSeriesData):
+        raise ImproperlyConfigured(
+            f"The data model {data_model.__name__} has Dimension fields but keeps no time series; "
+            "breakdowns subclass trackable.TrackableTimeSeriesData."
+        )
+    if unique_fields(data_model):
+        raise ImproperlyConfigured(
+            f"The breakdown {data_model.__name__} has UniqueVisitors fields; count visitors in a plain data model."
+        )
+    for f in dimensions:
+        if f.source is None:
+            raise ImproperlyConfigured(
+                f"{data_model.__name__}.{f.name} has no source; declare e.g. trackable.Dimension(\"referrer_host\")."
+            )
+        try:
+            source_of(f.source)
+        except ImproperlyConfigured as err:
+            raise ImproperlyConfigured(f"{data_model.__name__}.{f.name}: {err}") from err
 
 
 def _admin_installed() -> bool:
