@@ -239,3 +239,14 @@ def test_the_request_path_makes_no_query(django_assert_num_queries):
     send_increment_message(request, story, "views")  # warms the parser cache and the routes
     with django_assert_num_queries(0):
         send_increment_message(request, story, "views")
+
+
+def test_a_view_counts_an_objects_referrers_and_search_terms(client):
+    story = Story.objects.create(title="N")
+    client.get(f"/stories/{story.pk}/", HTTP_REFERER="https://www.bing.com/search?q=local+news", HTTP_USER_AGENT=FIREFOX)
+    client.get(f"/stories/{story.pk}/", HTTP_REFERER="https://www.bing.com/search?q=Local%20News", HTTP_USER_AGENT=IPHONE)
+    client.get(f"/stories/{story.pk}/", HTTP_REFERER="https://lobste.rs/", HTTP_USER_AGENT=FIREFOX)
+    fold()
+    assert counts(StoryReferrers, "referrer") == {"bing.com": 2, "lobste.rs": 1}
+    assert counts(StorySearches, "terms") == {"local news": 2, "": 1}
+    assert counts(StoryClients, "device") == {"desktop": 2, "mobile": 1}
