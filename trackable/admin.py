@@ -10,7 +10,7 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from trackable.conf import settings
-from trackable.fields import unique_fields
+from trackable.fields import dimension_fields, unique_fields
 from trackable.models import Spider, TrackableTimeSeriesData, counter_fields
 
 __all__ = [
@@ -56,7 +56,8 @@ class TrackableDataAdmin(admin.ModelAdmin):
     def get_list_display(self, request: Any) -> list[Any]:
         model: type[models.Model] = self.model
         timed = ["collected_during"] if issubclass(model, TrackableTimeSeriesData) else []
-        return ["content_type", "object_id", *timed, *counter_fields(model)]
+        dimensions = [f.name for f in dimension_fields(model)]
+        return ["content_type", "object_id", *timed, *dimensions, *counter_fields(model)]
 
     def get_list_filter(self, request: Any) -> list[Any]:
         timed = [("collected_during", admin.DateFieldListFilter)] if issubclass(self.model, TrackableTimeSeriesData) else []

@@ -32,7 +32,7 @@ def _answer(request: HttpRequest, target: Any, name: str, head: dict[str, Any]) 
     start, end = parse_window(request, zone)
     n = whole_number(request.GET.get("n", "10"), "n", 1, 1000)
     entries = breakdowns.top_values(target, dimension, field, start, end, n)
-    field = breakdowns.breakdown_dimension(breakdowns._target(target), dimension, field)[2]
+    field = breakdowns.breakdown_dimension(breakdowns.target_model(target), dimension, field)[2]
     if request.GET.get("format") == "csv":
         rows = [[e.value, e.total, round(e.share, 6)] for e in entries]
         return _csv(f"{name}-{dimension}", [dimension, field, "share"], rows)

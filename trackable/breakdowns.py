@@ -20,7 +20,16 @@ from trackable.models import counter_fields, model_field
 from trackable.query import Point, _check_n, _pk_kind, _rows, _rows_of_model, _window, bucketed
 from trackable.sites import site
 
-__all__ = ["ValueEntry", "NONE_LABEL", "label", "breakdown_dimension", "dimensions_of", "top_values", "value_series"]
+__all__ = [
+    "ValueEntry",
+    "NONE_LABEL",
+    "label",
+    "breakdown_dimension",
+    "dimensions_of",
+    "target_model",
+    "top_values",
+    "value_series",
+]
 
 NONE_LABEL = "(none)"  # how the empty value (no referrer, no search terms …) is shown
 
@@ -75,7 +84,8 @@ def breakdown_dimension(
     return dm, f, field
 
 
-def _target(target: Any) -> type[models.Model]:
+def target_model(target: Any) -> type[models.Model]:
+    """Return the parent model of a target: an object's class, a queryset's model, or the model itself."""
     if isinstance(target, models.Model):
         return type(target)
     if isinstance(target, models.QuerySet):
@@ -117,7 +127,7 @@ def top_values(
     has one counter (its spider counters aside). Two SQL queries: the ranking and the window's total.
     """
     n = _check_n(n)
-    dm, dim, field = breakdown_dimension(_target(target), dimension, field, data_model)
+    dm, dim, field = breakdown_dimension(target_model(target), dimension, field, data_model)
     rows = _window(_target_rows(target, dm, using), dm, start, end)
     column = dim.attname
     ranked = (
@@ -148,7 +158,7 @@ def value_series(
     """Return {value: series of `field`} for the given `values` (default: the top `n` of the window), empty buckets as 0."""
     if start is None or end is None:
         raise QueryError("A series needs a window: give start and end.")
-    dm, dim, field = breakdown_dimension(_target(target), dimension, field, data_model)
+    dm, dim, field = breakdown_dimension(target_model(target), dimension, field, data_model)
     if values is None:
         top = top_values(target, dimension, field, start, end, n, data_model=dm, using=using)
         values = [e.value for e in top if e.value != OTHER]
