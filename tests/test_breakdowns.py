@@ -5,14 +5,18 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
-from django.db import connections
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, models
 from django.test.client import RequestFactory
+from django.test.utils import isolate_apps
 
+import trackable
 from tests.helpers import drain_dead_letters, fold, publish_raw
 from tests.testapp.models import Story, StoryClients, StoryData, StoryReferrers, StorySearches
 from trackable import messages, relay
 from trackable.fields import OTHER
 from trackable.messaging import send_increment_message, send_message
+from trackable.sites import TrackableSite
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -250,3 +254,61 @@ def test_a_view_counts_an_objects_referrers_and_search_terms(client):
     assert counts(StoryReferrers, "referrer") == {"bing.com": 2, "lobste.rs": 1}
     assert counts(StorySearches, "terms") == {"local news": 2, "": 1}
     assert counts(StoryClients, "device") == {"desktop": 2, "mobile": 1}
+
+
+@pytest.mark.no_broker
+@isolate_apps("tests.testapp")
+def test_a_breakdown_that_cannot_work_is_refused_at_registration():
+    class TotalsByReferrer(trackable.TrackableData):
+        referrer = trackable.Dimension("referrer_host")
+        views = models.PositiveIntegerField(default=0)
+
+        class Meta(trackable.TrackableData.Meta):
+            app_label = "testapp"
+
+    class BadSource(trackable.TrackableTimeSeriesData):
+        referrer = trackable.Dimension("referer")
+        views = models.PositiveIntegerField(default=0)
+
+        class Meta(trackable.TrackableTimeSeriesData.Meta):
+            app_label = "testapp"
+
+    class WithVisitors(trackable.TrackableTimeSeriesData):
+        referrer = trackable.Dimension("referrer_host")
+        views = models.PositiveIntegerField(default=0)
+        visitors = trackable.UniqueVisitors()
+
+        class Meta(trackable.TrackableTimeSeriesData.Meta):
+            app_label = "testapp"
+
+    class NoSource(trackable.TrackableTimeSeriesData):
+        referrer = trackable.Dimension()
+        views = models.PositiveIntegerField(default=0)
+
+        class Meta(trackable.TrackableTimeSeriesData.Meta):
+            app_label = "testapp"
+
+    registry = TrackableSite()
+    expected = {
+        TotalsByReferrer: "The data model TotalsByReferrer has Dimension fields but keeps no time series; "
+        "breakdowns subclass trackable.TrackableTimeSeriesData.",
+        BadSource: "BadSource.referrer: 'referer' is not a breakdown source; use one of browser, device, language, path, "
+        "platform, referrer, referrer_host, search_terms, utm_campaign, utm_medium, utm_source or a callable(request) -> "
+        "str | None.",
+        WithVisitors: "The breakdown WithVisitors has UniqueVisitors fields; count visitors in a plain data model.",
+        NoSource: "NoSource.referrer has no source; declare e.g. trackable.Dimension(\"referrer_host\").",
+    }
+    for model, message in expected.items():
+        with pytest.raises(ImproperlyConfigured) as err:
+            registry.register(Story, model)
+        assert str(err.value) == message
+
+
+@pytest.mark.no_broker
+def test_a_breakdowns_dimensions_join_its_unique_key():
+    [constraint] = StoryClients._meta.constraints
+    assert (constraint.name, constraint.fields) == (
+        "testapp_storyclients_bucket",
+        ("content_type", "object_id", "collected_during", "browser", "device", "plan"),
+    )
+    assert [c.fields for c in StoryData._meta.constraints] == [("content_type", "object_id", "collected_during")]

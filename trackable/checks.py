@@ -385,14 +385,14 @@ def _check_schedule() -> list[checks.CheckMessage]:
 def _check_data_models(candidates: Any = None) -> list[checks.CheckMessage]:
     from django.apps import apps
 
-    from trackable.models import TrackableData, counter_fields
+    from trackable.models import PageViews, TrackableData, counter_fields
     from trackable.sites import site
 
     errors: list[checks.CheckMessage] = []
     registered = set(site.data_models())
     for model in apps.get_models() if candidates is None else candidates:
-        if not issubclass(model, TrackableData) or model._meta.proxy:
-            continue
+        if not issubclass(model, TrackableData) or model._meta.proxy or model is PageViews:
+            continue  # the built-in PageViews is registered only when PageViewMiddleware is installed
         if not counter_fields(model):
             errors.append(
                 checks.Warning(
