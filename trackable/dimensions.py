@@ -66,10 +66,19 @@ def _bare_host(host: str) -> str:
 
 
 def _referrer(request: HttpRequest) -> tuple[str, str, str] | None:
-    """Return (bare host, path, query) of the Referer header, or None when absent or unparsable."""
+    """Return (bare host, path, query) of the Referer header, or None when absent or unparsable (parsed once per request)."""
     raw = request.META.get("HTTP_REFERER")
     if not raw:
         return None
+    cached = getattr(request, "_trackable_referrer", None)
+    if cached is not None and cached[0] is raw:
+        return cached[1]
+    found = _parse_referrer(raw)
+    request._trackable_referrer = (raw, found)  # type: ignore[attr-defined]  # three sources read it
+    return found
+
+
+def _parse_referrer(raw: str) -> tuple[str, str, str] | None:
     try:
         parts = urlsplit(raw[:MAX_SOURCE_CHARS])
         host = parts.hostname
