@@ -288,8 +288,16 @@ def test_a_breakdown_that_cannot_work_is_refused_at_registration():
         class Meta(trackable.TrackableTimeSeriesData.Meta):
             app_label = "testapp"
 
+    class TooLong(trackable.TrackableTimeSeriesData):
+        referrer = trackable.Dimension("referrer", max_length=2000)
+        views = models.PositiveIntegerField(default=0)
+
+        class Meta(trackable.TrackableTimeSeriesData.Meta):
+            app_label = "testapp"
+
     registry = TrackableSite()
     expected = {
+        TooLong: "TooLong.referrer has max_length=2000; a dimension holds 1 to 1000 characters (the most an event carries).",
         TotalsByReferrer: "The data model TotalsByReferrer has Dimension fields but keeps no time series; "
         "breakdowns subclass trackable.TrackableTimeSeriesData.",
         BadSource: "BadSource.referrer: 'referer' is not a breakdown source; use one of browser, device, language, path, "

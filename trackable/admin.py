@@ -59,6 +59,11 @@ class TrackableDataAdmin(admin.ModelAdmin):
         dimensions = [f.name for f in dimension_fields(model)]
         return ["content_type", "object_id", *timed, *dimensions, *counter_fields(model)]
 
+    def get_search_fields(self, request: Any) -> list[str]:
+        # A breakdown's rows are also found by their values (a referrer, a path).
+        model: type[models.Model] = self.model
+        return [*self.search_fields, *(f.name for f in dimension_fields(model))]
+
     def get_list_filter(self, request: Any) -> list[Any]:
         timed = [("collected_during", admin.DateFieldListFilter)] if issubclass(self.model, TrackableTimeSeriesData) else []
         return [("content_type", ParentTypeFilter), *timed]

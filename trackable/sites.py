@@ -299,7 +299,14 @@ def _check_breakdown(data_model: type[models.Model]) -> None:
         raise ImproperlyConfigured(
             f"The breakdown {data_model.__name__} has UniqueVisitors fields; count visitors in a plain data model."
         )
+    from trackable.messages import MAX_DIMENSION_CHARS
+
     for f in dimensions:
+        if not 0 < (f.max_length or 0) <= MAX_DIMENSION_CHARS:
+            raise ImproperlyConfigured(
+                f"{data_model.__name__}.{f.name} has max_length={f.max_length}; a dimension holds 1 to "
+                f"{MAX_DIMENSION_CHARS} characters (the most an event carries)."
+            )
         if f.source is None:
             raise ImproperlyConfigured(
                 f"{data_model.__name__}.{f.name} has no source; declare e.g. trackable.Dimension(\"referrer_host\")."
