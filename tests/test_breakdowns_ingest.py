@@ -101,3 +101,22 @@ def test_trim_rolls_a_breakdown_up_per_value():
         (datetime(2025, 2, 1, tzinfo=UTC), "bing.com", 4),
         (datetime(2025, 6, 1, tzinfo=UTC), "google.com", 7),
     ]
+
+
+def test_import_events_takes_dimension_values_from_columns_named_like_them(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "timestamp,object,field,amount,referrer,terms\n"
+        "2026-01-10T10:00:00Z,testapp.Story:1,views,3,news.example,tide tables\n"
+        "2026-01-10T11:00:00Z,testapp.Story:1,views,2,news.example,\n"
+        "2026-01-10T12:00:00Z,testapp.Story:1,shares,1,news.example,x\n"
+    )
+    out = StringIO()
+    call_command("import_events", str(events), stdout=out, stderr=StringIO())
+    assert "Counted 3 events (total amount 6)" in out.getvalue()
+    assert list(StoryData.objects.values_list("views", "shares")) == [(5, 1)]
+    assert list(StoryReferrers.objects.values_list("referrer", "views")) == [("news.example", 5)]
+    assert sorted(StorySearches.objects.values_list("terms", "views")) == [("", 2), ("tide tables", 3)]
+    assert sorted(StoryClients.objects.values_list("browser", "device", "plan", "views")) == [  # hourly rows
+        ("", "", "", 2), ("", "", "", 3),
+    ]
