@@ -159,7 +159,7 @@ def test_two_folding_workers_keep_the_cap_and_the_totals(settings):
 @pytest.mark.parametrize(
     "extras, reason",
     [
-        ({"d": {"referrer": 7}}, "event 0: dimension referrer is a int, not a string"),
+        ({"d": {"referrer": 7}}, "event 0: dimension referrer is not a string but int"),
         ({"d": {"referrer": "a\x00b"}}, "event 0: dimension referrer holds a NUL character"),
         ({"d": {"referrer": "x" * 1001}}, "event 0: dimension referrer holds 1001 characters, over 1000"),
         ({"d": {"referrer": "x" * 201}}, "dimension referrer holds 201 characters, over testapp.StoryReferrers.referrer's 200"),

@@ -112,7 +112,7 @@ def _parse_dimensions(index: int, value: Any) -> dict[str, str]:
         if not _FIELD.fullmatch(name):
             raise MalformedMessage(f"event {index}: dimension {name[:80]!r} is not a field name")
         if not isinstance(text, str):
-            raise MalformedMessage(f"event {index}: dimension {name} is a {type(text).__name__}, not a string")
+            raise MalformedMessage(f"event {index}: dimension {name} is not a string but {type(text).__name__}")
         if len(text) > MAX_DIMENSION_CHARS:
             raise MalformedMessage(f"event {index}: dimension {name} holds {len(text)} characters, over {MAX_DIMENSION_CHARS}")
         if "\x00" in text:
