@@ -320,3 +320,19 @@ def test_a_breakdowns_dimensions_join_its_unique_key():
         ("content_type", "object_id", "collected_during", "browser", "device", "plan"),
     )
     assert [c.fields for c in StoryData._meta.constraints] == [("content_type", "object_id", "collected_during")]
+
+
+@pytest.mark.no_broker
+def test_a_counter_routes_to_its_data_model_then_every_breakdown_with_it():
+    from trackable.models import PageViews, Website
+
+    site = trackable.site
+    assert [r.data_model for r in site.routes(Story, "views")] == [StoryData, StoryReferrers, StorySearches, StoryClients]
+    assert [r.data_model for r in site.routes(Story, "views", StoryData)] == [
+        StoryData, StoryReferrers, StorySearches, StoryClients,
+    ]
+    assert [r.data_model for r in site.routes(Story, "views", StorySearches)] == [StorySearches]
+    assert [r.data_model for r in site.routes(Story, "shares")] == [StoryData]
+    assert [r.data_model for r in site.routes(Website, "views")] == [PageViews]  # breakdowns only
+    assert site.route(Story, "views").data_model is StoryData  # never ambiguous
+    assert [name for name, _, _ in site.routes(Story, "views")[3].dimensions] == ["browser", "device", "plan"]

@@ -158,17 +158,20 @@ class TrackableSite:
         found = self._all_routes.get(key)
         if found is not None:
             return found
+        from django.apps import apps
+
         from trackable.fields import is_breakdown
+        from trackable.models import counter_fields
 
         if data_model is not None and is_breakdown(data_model):
             found = (self.route(model, field, data_model),)
         else:
             main = self.route(model, field, data_model)
-            parent = apps_model(main.parent_label)
+            parent = apps.get_model(main.parent_label)
             extra = [
                 self.route(parent, field, dm)
                 for dm in self._registry.get(parent, {})
-                if is_breakdown(dm) and dm is not main.data_model and field in _counters(dm)
+                if is_breakdown(dm) and dm is not main.data_model and field in counter_fields(dm)
             ]
             found = (main, *extra)
         self._all_routes[key] = found
@@ -176,8 +179,8 @@ class TrackableSite:
 
     def _resolve(self, model: type[models.Model], field: str, data_model: type[models.Model] | None) -> Route:
         from trackable.fields import dimension_fields, is_breakdown
+        from trackable.models import counter_fields
 
-        counter_fields = _counters
         registered = self._registry.get(model)
         if registered is None and model._meta.proxy:
             model = model._meta.concrete_model or model
@@ -266,19 +269,6 @@ class TrackableSite:
                 f"{model.__name__} has a {pk_type} primary key but {data_model.__name__}.object_id is a "
                 f"{oid_type}; declare object_id = {want} on {data_model.__name__}."
             )
-
-
-def _counters(dm: type[models.Model]) -> tuple[str, ...]:
-    from trackable.models import counter_fields
-
-    return counter_fields(dm)
-
-
-def apps_model(label: str) -> type[models.Model]:
-    """Return the model of a lowercase "app_label.model" label (in memory)."""
-    from django.apps import apps
-
-    return apps.get_model(label)
 
 
 def _check_breakdown(data_model: type[models.Model]) -> None:
