@@ -106,3 +106,21 @@ def test_the_dashboard_lists_top_paths_and_referrers(admin_client):
     assert "<figcaption>Views of websites by path</figcaption>" in charts_html
     assert "<figcaption>Views of storys by referrer</figcaption>" in charts_html
     assert bars(charts_html.split("by path</figcaption>", 1)[1]) == [("/", 9), ("/about", 2)]
+
+
+@pytest.mark.django_db
+def test_the_parents_admin_page_draws_a_breakdown_as_bars_per_dimension(admin_client, monkeypatch):
+    monkeypatch.setattr("trackable.charts.timezone.now", lambda: NOW)  # the clock, injected
+    story = Story.objects.create(title="Tides")
+    add(StoryReferrers, story, datetime(2026, 3, 11, tzinfo=UTC), **{"google.com": 4, "lobste.rs": 2})
+    html = admin_client.get(f"/admin/testapp/story/{story.pk}/change/").content.decode()
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", html)
+    assert captions == [
+        "Views of Tides per day",
+        "Views of Tides by referrer",
+        "Views of Tides by terms",
+        "Views of Tides by browser",
+        "Views of Tides by device",
+        "Views of Tides by plan",
+    ]
+    assert bars(html) == [("google.com", 4), ("lobste.rs", 2)]

@@ -10,7 +10,7 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from trackable.conf import settings
-from trackable.fields import dimension_fields, unique_fields
+from trackable.fields import dimension_fields, is_breakdown, unique_fields
 from trackable.models import Spider, TrackableTimeSeriesData, counter_fields
 
 __all__ = [
@@ -138,23 +138,19 @@ class TrackableChartsMixin:
 
     @admin.display(description=_("Counts"))
     def trackable_charts(self, obj: models.Model | None) -> str:
-        """Render one chart per counter (one SQL query each)."""
-        from trackable.charts import chart_of
+        """Render one chart per counter (one SQL query each); a breakdown's counter as bars per dimension (two each)."""
+        from trackable.charts import breakdown_chart_of, chart_of
 
         if obj is None or obj.pk is None:
             return "—"
-        return format_html_join(
-            "",
-            "{}",
-            (
-                (
-                    chart_of(
-                        obj, name, days=self.trackable_chart_days, granularity=self.trackable_chart_granularity, data_model=dm
-                    ),
-                )
-                for name, dm in self.get_trackable_chart_fields(obj)
-            ),
-        )
+        days = self.trackable_chart_days
+        charts = []
+        for name, dm in self.get_trackable_chart_fields(obj):
+            if not is_breakdown(dm):
+                charts.append(chart_of(obj, name, days=days, granularity=self.trackable_chart_granularity, data_model=dm))
+            elif name not in getattr(dm, "spider_fields", {}).values():
+                charts += [breakdown_chart_of(obj, f.name, name, days=days, data_model=dm) for f in dimension_fields(dm)]
+        return format_html_join("", "{}", ((chart,) for chart in charts))
 
 
 class SpiderAdmin(admin.ModelAdmin):

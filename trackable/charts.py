@@ -273,13 +273,14 @@ def breakdown_chart_of(
     n: int = 10,
     title: str | None = None,
     now: datetime | None = None,
+    data_model: type[models.Model] | None = None,
 ) -> SafeString:
     """Render the top `n` values of `dimension` for `target` (an object, a queryset or a model) over the last `days` days."""
     from trackable import breakdowns
 
     start, end = query.last_buckets(int(days or settings.DEFAULT_WINDOW_DAYS), DAY, now=now or timezone.now())
-    entries = breakdowns.top_values(target, dimension, field, start, end, n)
-    dm, dim, field = breakdowns.breakdown_dimension(breakdowns.target_model(target), dimension, field)
+    entries = breakdowns.top_values(target, dimension, field, start, end, n, data_model=data_model)
+    dm, dim, field = breakdowns.breakdown_dimension(breakdowns.target_model(target), dimension, field, data_model)
     header = str(dim.verbose_name).capitalize()
     what = target if isinstance(target, models.Model) else getattr(target, "model", target)._meta.verbose_name_plural
     name = str(model_field(dm, field).verbose_name)
