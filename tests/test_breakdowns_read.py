@@ -168,5 +168,11 @@ def test_the_api_refuses_too_many_values_and_strangers(stories, staff_client, cl
     url = f"/trackable/api/testapp.story/{stories[0].pk}/breakdown/series/?dimension=referrer&" + "&".join(["value=a"] * 21)
     response = staff_client.get(url)
     assert (response.status_code, response.json()) == (400, {"error": "Ask for at most 20 values at once, not 21."})
+    hours = f"/trackable/api/testapp.story/{stories[0].pk}/breakdown/series/?dimension=plan&start=2000-01-01&end=2026-01-01"
+    response = staff_client.get(hours)
+    assert (response.status_code, response.json()) == (400, {"error": (
+        "This window holds about 227,928 hour buckets, more than the 100,000 a series may have; ask for a shorter window "
+        "or a coarser ?granularity=."
+    )})
     staff_client.logout()
     assert staff_client.get(f"/trackable/api/testapp.story/{stories[0].pk}/breakdown/?dimension=referrer").status_code == 403

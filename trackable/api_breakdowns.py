@@ -11,8 +11,20 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from trackable import breakdowns
-from trackable.api import ApiError, _csv, _parent, _parent_model, _pk_json, _zone, api_view, parse_window, whole_number
+from trackable.api import (
+    ApiError,
+    _check_points,
+    _csv,
+    _parent,
+    _parent_model,
+    _pk_json,
+    _zone,
+    api_view,
+    parse_window,
+    whole_number,
+)
 from trackable.messages import MAX_DIMENSION_CHARS
+from trackable.models import time_series
 
 __all__ = ["breakdown_view", "object_breakdown_view", "breakdown_series_view"]
 
@@ -79,6 +91,8 @@ def breakdown_series_view(request: HttpRequest, parent: str, pk: str) -> HttpRes
         if any(len(v) > MAX_DIMENSION_CHARS or "\x00" in v for v in values):
             raise ApiError(f"A value is longer than {MAX_DIMENSION_CHARS} characters or holds a NUL character.")
     granularity = request.GET.get("granularity") or None
+    dm = breakdowns.breakdown_dimension(type(obj), dimension, field)[0]
+    _check_points(start, end, granularity or time_series(dm).granularity)
     series = breakdowns.value_series(obj, dimension, field, start, end, values=values, granularity=granularity,
                                      tz=request.GET.get("tz") or None)
     if request.GET.get("format") == "csv":
