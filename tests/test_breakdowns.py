@@ -336,3 +336,13 @@ def test_a_counter_routes_to_its_data_model_then_every_breakdown_with_it():
     assert [r.data_model for r in site.routes(Website, "views")] == [PageViews]  # breakdowns only
     assert site.route(Story, "views").data_model is StoryData  # never ambiguous
     assert [name for name, _, _ in site.routes(Story, "views")[3].dimensions] == ["browser", "device", "plan"]
+
+
+@pytest.mark.usefixtures("direct_publish")
+def test_publishing_from_the_request_carries_the_values_too():
+    story = Story.objects.create(title="O")
+    send_increment_message(visit("https://duckduckgo.com/?q=Tides"), story, "views")
+    send_increment_message(None, story, "views", dimensions={"referrer": "newsletter.example"})
+    fold()
+    assert counts(StoryReferrers, "referrer") == {"duckduckgo.com": 1, "newsletter.example": 1}
+    assert counts(StorySearches, "terms") == {"tides": 1, "": 1}
