@@ -95,9 +95,10 @@ def test_the_admin_change_list_of_a_breakdown_shows_bars_and_the_dimension(admin
 
 
 @pytest.mark.django_db
-def test_the_dashboard_lists_top_paths_and_referrers(admin_client):
+def test_the_dashboard_lists_top_paths_and_referrers(admin_client, monkeypatch):
+    monkeypatch.setattr("trackable.rollups.timezone.now", lambda: NOW)  # the clock, injected
     story = Story.objects.create(title="one")
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = NOW.replace(hour=0)
     add(StoryReferrers, story, today, **{"google.com": 4})
     add(PageViews, Website(pk=1), today, **{"/": 9, "/about": 2})
     html = admin_client.get("/trackable/dashboard/?days=1").content.decode()
