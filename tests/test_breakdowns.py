@@ -13,7 +13,7 @@ from django.test.utils import isolate_apps
 import trackable
 from tests.helpers import drain_dead_letters, fold, publish_raw
 from tests.testapp.models import Story, StoryClients, StoryData, StoryReferrers, StorySearches
-from trackable import messages, relay
+from trackable import messages, messaging, relay
 from trackable.fields import OTHER
 from trackable.messaging import send_increment_message, send_message
 from trackable.sites import TrackableSite
@@ -90,6 +90,13 @@ def test_an_unknown_explicit_dimension_is_refused_before_anything_is_sent():
     assert fold().events == 0
 
 
+@pytest.fixture
+def noon(monkeypatch):
+    """Date every send at NOON: the cap is per bucket, so a test must not straddle a midnight."""
+    monkeypatch.setattr(messaging, "clock", lambda: NOON.timestamp())
+
+
+@pytest.mark.usefixtures("noon")
 def test_values_beyond_the_cap_are_counted_under_other_and_totals_stay_exact(settings):
     settings.TRACKABLE_BREAKDOWN_MAX_VALUES = 3
     story = Story.objects.create(title="D")

@@ -38,6 +38,9 @@ logger = logging.getLogger("trackable")
 
 _FOLD_NAMES = {"process_messages", "FoldResult"}
 
+#: The clock (seconds since the epoch) that dates each event; tests replace it.
+clock = time.time
+
 
 def __getattr__(name: str) -> Any:
     """Load the fold on first use of process_messages or FoldResult (PEP 562): senders never import it."""
@@ -97,7 +100,7 @@ class TrackableMessage(ABC):
             raise ValueError(f"Cannot track an unsaved {type(obj).__name__}: save it first so it has a primary key.")
         if not isinstance(pk, int):
             pk = str(pk)
-        ts = int(time.time() * 1000) if ts_ms is None else ts_ms
+        ts = int(clock() * 1000) if ts_ms is None else ts_ms
         grouped: dict[str, list[tuple]] = defaultdict(list)
         visitor: Any = False  # hashed once, for the first event whose data model counts visitors
         computed: dict[Any, Any] = {}  # each dimension source runs once per send
