@@ -136,6 +136,9 @@ def search_terms(request: HttpRequest) -> str | None:
 
 def _utm(name: str) -> Source:
     def source(request: HttpRequest) -> str | None:
+        query = request.META.get("QUERY_STRING", "")
+        if name not in query and "%" not in query:
+            return None  # most requests: no need to parse the query string
         value = request.GET.get(name)
         return value[:MAX_SOURCE_CHARS].strip().lower() or None if value else None
 
