@@ -23,6 +23,7 @@ from django.db.models import Q
 
 from trackable.conf import settings
 from trackable.fields import OTHER, dimension_fields
+from trackable.models import model_field
 
 __all__ = ["cap_values", "limits_of"]
 
@@ -97,13 +98,39 @@ def _existing(connection: BaseDatabaseWrapper, dm: type[models.Model], groups: l
     """Return {group: [distinct values of each dimension]} of the rows already stored for `groups`."""
     names = [f.attname for f in dimension_fields(dm)]
     found: dict[tuple, list[set[str]]] = {}
+    if connection.vendor == "postgresql" and groups:
+        rows = _existing_unnest(connection, dm, groups, names)
+    else:
+        rows = _existing_orm(connection, dm, groups, names)
+    for ct, oid, bucket, *values in rows:
+        sets = found.setdefault((ct, oid, bucket), [set() for _ in names])
+        for i, value in enumerate(values):
+            sets[i].add(value)
+    return found
+
+
+def _existing_unnest(connection: BaseDatabaseWrapper, dm: type[models.Model], groups: list[tuple], names: list[str]) -> list:
+    """Read the stored values of every group in one statement: the groups joined as arrays (PostgreSQL)."""
+    qn = connection.ops.quote_name
+    keys = [model_field(dm, "content_type"), model_field(dm, "object_id"), model_field(dm, "collected_during")]
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in keys)
+    columns = [qn(str(f.column)) for f in keys]
+    values = ", ".join(f"t.{qn(name)}" for name in names)
+    sql = (
+        f"SELECT DISTINCT t.{columns[0]}, t.{columns[1]}, t.{columns[2]}, {values} "
+        f"FROM {qn(dm._meta.db_table)} AS t JOIN unnest({arrays}) AS g(ct, oid, bucket) "
+        f"ON t.{columns[0]} = g.ct AND t.{columns[1]} = g.oid AND t.{columns[2]} = g.bucket"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(column) for column in zip(*groups, strict=True)])
+        return cursor.fetchall()
+
+
+def _existing_orm(connection: BaseDatabaseWrapper, dm: type[models.Model], groups: list[tuple], names: list[str]) -> list:
+    out: list = []
     manager: Any = dm._default_manager.db_manager(connection.alias)
     for start in range(0, len(groups), GROUPS_PER_QUERY):
         chunk = groups[start : start + GROUPS_PER_QUERY]
         where = reduce(or_, (Q(content_type_id=ct, object_id=oid, collected_during=bucket) for ct, oid, bucket in chunk))
-        rows = manager.filter(where).order_by().values_list("content_type_id", "object_id", "collected_during", *names).distinct()
-        for ct, oid, bucket, *values in rows:
-            sets = found.setdefault((ct, oid, bucket), [set() for _ in names])
-            for i, value in enumerate(values):
-                sets[i].add(value)
-    return found
+        out += manager.filter(where).order_by().values_list("content_type_id", "object_id", "collected_during", *names).distinct()
+    return out
