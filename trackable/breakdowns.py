@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import Sum
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast
 
 from trackable.exceptions import QueryError
 from trackable.fields import OTHER, Dimension, dimension_fields
@@ -124,17 +124,25 @@ def top_values(
     """Return the `n` values of `dimension` with the highest totals of `field` in the window, then "(other)".
 
     `target` is an object, a queryset or a parent model; `field` may be left out when the breakdown
-    has one counter (its spider counters aside). Two SQL queries: the ranking and the window's total.
+    has one counter (its spider counters aside). One SQL query: the sums per value, ranked, with the
+    window's total beside them (a window function over the grouped rows).
     """
     n = _check_n(n)
     dm, dim, field = breakdown_dimension(target_model(target), dimension, field, data_model)
     rows = _window(_target_rows(target, dm, using), dm, start, end)
-    column = dim.attname
-    ranked = (
-        rows.exclude(**{column: OTHER}).values(column).annotate(t=Sum(field)).filter(t__gt=0).order_by("-t", column)[:n]
+    grouped = rows.order_by().values(dim.attname).annotate(trackable_sum=Sum(field))
+    inner, params = grouped.query.sql_with_params()
+    connection = connections[rows.db]
+    value, total = connection.ops.quote_name(str(dim.column)), connection.ops.quote_name("trackable_sum")
+    sql = (
+        f"SELECT s.{value}, s.{total}, SUM(s.{total}) OVER () FROM ({inner}) s "
+        f"ORDER BY CASE WHEN s.{value} = %s THEN 1 ELSE 0 END, s.{total} DESC, s.{value} LIMIT %s"
     )
-    entries = [(value, int(t)) for value, t in ranked.values_list(column, "t")]
-    whole = int(rows.aggregate(t=Coalesce(Sum(field), 0))["t"])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, OTHER, n])
+        found = cursor.fetchall()
+    whole = int(found[0][2]) if found else 0
+    entries = [(v, int(t)) for v, t, _ in found if v != OTHER and t > 0]
     rest = whole - sum(t for _, t in entries)
     if rest:
         entries.append((OTHER, rest))
