@@ -138,7 +138,7 @@ class TrackableChartsMixin:
 
     @admin.display(description=_("Counts"))
     def trackable_charts(self, obj: models.Model | None) -> str:
-        """Render one chart per counter (one SQL query each); a breakdown's counter as bars per dimension (two each)."""
+        """Render one chart per counter (one SQL query each); a breakdown's counter as bars per dimension (one query each)."""
         from trackable.charts import breakdown_chart_of, chart_of
 
         if obj is None or obj.pk is None:

@@ -85,7 +85,7 @@ class Breakdown:
 
 
 def build_breakdowns(start: Any, end: Any, n: int = 10) -> list[Breakdown]:
-    """Return the top `n` values of each dimension of each breakdown (paths, referrers …), two queries each."""
+    """Return the top `n` values of each dimension of each breakdown (paths, referrers …), one query each."""
     from trackable import breakdowns, charts
 
     found = []
