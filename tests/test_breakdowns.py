@@ -353,3 +353,13 @@ def test_publishing_from_the_request_carries_the_values_too():
     fold()
     assert counts(StoryReferrers, "referrer") == {"duckduckgo.com": 1, "newsletter.example": 1}
     assert counts(StorySearches, "terms") == {"tides": 1, "": 1}
+
+
+@pytest.mark.no_broker
+def test_the_wire_format_carries_dimension_values_and_still_reads_six_item_events():
+    body = messages.build([
+        ["testapp.storyreferrers", "testapp.story", 1, "views", 1, TS, {"d": {"referrer": "bing.com"}}],
+        ["testapp.storyreferrers", "testapp.story", 1, "views", 1, TS],
+    ])
+    parsed = messages.parse(body)
+    assert [e.extras for e in parsed.events] == [{"d": {"referrer": "bing.com"}}, None]
