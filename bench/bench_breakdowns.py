@@ -117,9 +117,11 @@ def fold_rates(rounds: int, events: int) -> None:
             started = time.perf_counter()
             result = process_messages([model], idle_timeout=2.0)
             rates[label].append(result.events / (time.perf_counter() - started))
+    counts = {label: model.objects.count() for label, model in models.items()}
     emit("fold events/s of a breakdown (300 Zipf-distributed referrers, 1000 objects, 5 days; 100 events a message)",
          statistics.median(rates["testapp.storyreferrers"]), "events/s",
-         "the same events to a plain data model", statistics.median(rates["testapp.storydata"]))
+         "the same events to a plain data model", statistics.median(rates["testapp.storydata"]),
+         rows=counts["testapp.storyreferrers"], plain_rows=counts["testapp.storydata"])
 
 
 def _fill_rows(rows: int, objects: int, hosts: int) -> tuple[datetime, int]:
