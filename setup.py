@@ -22,6 +22,7 @@ setup(
         "Django>=5.2,<6.2",
         "kombu>=5.7",
         "google-re2>=1.1",  # spider patterns: linear-time matching, no pattern can stall a request
+        "ua-parser>=1.0",  # breakdowns by browser, platform and device (trackable.dimensions)
     ],
     extras_require={
         # django-celery-beat (the DatabaseScheduler) is optional and, at 2.9, supports Django < 6.1 only:

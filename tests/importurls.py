@@ -20,4 +20,5 @@ urlpatterns = [
     path("videos/<uuid:pk>/play/", page, name="video-play"),
     path("players/<str:pk>/", PlayerDetail.as_view(), name="player"),
     path("about/", page, name="about"),
+    path("stories/<int:pk>/", page, name="story"),
 ]

@@ -37,6 +37,9 @@ CHECKED_ELSEWHERE = {"RETENTION", "IMPORT_RESOLVER"}
         ("HUMAN_USER_AGENTS", "bot", "trackable.E021", "a list of pattern strings or None"),
         ("API_PERMISSION", "nowhere.is_staff", "trackable.E022", "the dotted path of a callable(request) -> bool"),
         ("API_PERMISSION", "trackable.conf.PREFIX", "trackable.E022", "the dotted path of a callable(request) -> bool"),
+        ("BREAKDOWN_MAX_VALUES", 0, "trackable.E004", "a whole number of values from 1 to 100000"),
+        ("BREAKDOWN_MAX_VALUES", True, "trackable.E004", "a whole number of values from 1 to 100000"),
+        ("PAGE_VIEWS_EXCLUDE", "/static/", "trackable.E021", "a list of path prefix strings or None"),
     ],
 )
 def test_a_bad_setting_is_reported_with_its_id_and_fix(name, value, check_id, requirement):

@@ -108,8 +108,8 @@ def test_an_increment_folded_during_the_rollup_is_kept(hourly, monkeypatch):
     plan = retention._plan
     landed = []
 
-    def plan_then_fold_lands(rows, names, policy):
-        planned = plan(rows, names, policy)
+    def plan_then_fold_lands(rows, names, policy, *rest):
+        planned = plan(rows, names, policy, *rest)
         if not landed:  # a fold commits +10 into an old bucket after the rollup read it
             upsert_increments(connection, ArticleHourlyData, {(hourly.pk, 1, at(5, 13)): {"reads": 10}})
             landed.append(True)

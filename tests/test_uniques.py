@@ -79,7 +79,7 @@ def test_a_seven_item_event_carries_the_visitor_hash_and_six_items_still_parse()
         ({"u": "0123456789ABCDEF"}, "event 0: visitor '0123456789ABCDEF' is not 16 lowercase hex digits"),
         ({"u": "203.0.113.7"}, "event 0: visitor '203.0.113.7' is not 16 lowercase hex digits"),
         ({"u": 12}, "event 0: visitor '12' is not 16 lowercase hex digits"),
-        ({"ip": "x"}, "event 0: extras ['ip'] are unknown; known: ['u']"),
+        ({"ip": "x"}, "event 0: extras ['ip'] are unknown; known: ['d', 'u']"),
     ],
 )
 def test_bad_extras_are_malformed_with_a_reason(extras, reason):

@@ -12,6 +12,7 @@ __all__ = [
     "TrackableData",
     "TrackableTimeSeriesData",
     "UniqueVisitors",
+    "Dimension",
     "AlreadyRegistered",
     "NotRegistered",
     "MINUTE",
@@ -30,7 +31,7 @@ from trackable.sites import site  # noqa: E402
 # imported on first access (PEP 562) rather than here: `import trackable` stays safe in settings.
 # Type checkers see them as plain imports, so `class MyData(trackable.TrackableTimeSeriesData)` checks.
 if TYPE_CHECKING:
-    from trackable.fields import UniqueVisitors
+    from trackable.fields import Dimension, UniqueVisitors
     from trackable.models import TrackableData, TrackableTimeSeriesData
 
 _LAZY_MODELS = {"TrackableData", "TrackableTimeSeriesData"}
@@ -41,10 +42,10 @@ def __getattr__(name: str) -> Any:
         from trackable import models
 
         return getattr(models, name)
-    if name == "UniqueVisitors":
-        from trackable.fields import UniqueVisitors
+    if name in ("UniqueVisitors", "Dimension"):
+        from trackable import fields
 
-        return UniqueVisitors
+        return getattr(fields, name)
     raise AttributeError(f"module 'trackable' has no attribute {name!r}")
 
 

@@ -18,9 +18,11 @@ from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.http import HttpRequest, QueryDict
 from django.urls import Resolver404, ResolverMatch, resolve
 from django.utils.module_loading import import_string
 
+from trackable import dimensions
 from trackable.conf import settings
 from trackable.exceptions import TrackableError
 from trackable.importing import ChunkWriter, ImportStats, KeyMaker, PrimaryKeyProblem, Problem, Progress, timestamp_problem
@@ -29,7 +31,7 @@ from trackable.sources import BoundedCache
 __all__ = ["LineFilter", "LogImporter", "default_resolver", "get_resolver", "parse_time", "parse_status_spec", "LINE"]
 
 # host ident user [time] "request" status bytes ["referer" "user agent"]
-LINE = re.compile(rb'(\S+) \S+ \S+ \[([^\]]+)\] "((?:[^"\\]|\\.)*)" (\d{3}) \S+(?: "(?:[^"\\]|\\.)*" "((?:[^"\\]|\\.)*)")?')
+LINE = re.compile(rb'(\S+) \S+ \S+ \[([^\]]+)\] "((?:[^"\\]|\\.)*)" (\d{3}) \S+(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?')
 MONTHS = {m.encode(): i for i, m in enumerate(calendar.month_abbr) if m}
 STATIC_SUFFIXES = (
     ".css", ".js", ".mjs", ".map", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".svg", ".ico",
@@ -101,6 +103,14 @@ def get_resolver() -> Resolver:
         raise ImproperlyConfigured(f"TRACKABLE_IMPORT_RESOLVER is {path!r}, which cannot be imported: {err}.") from err
 
 
+def _site_host() -> str:
+    """Return the site's host for telling its own referrers apart: the first plain name of ALLOWED_HOSTS."""
+    for host in getattr(django_settings, "ALLOWED_HOSTS", None) or ():
+        if isinstance(host, str) and host and host[0] not in ".*":
+            return host
+    return ""
+
+
 def _static_prefixes() -> tuple[str, ...]:
     prefixes = []
     for name in ("STATIC_URL", "MEDIA_URL"):
@@ -129,8 +139,11 @@ class LineFilter:
 class LogImporter:
     """Stream log lines into a ChunkWriter, caching path resolutions and spider verdicts."""
 
-    def __init__(self, writer: ChunkWriter, line_filter: LineFilter, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self, writer: ChunkWriter, line_filter: LineFilter, resolver: Resolver | None = None, host: str | None = None
+    ) -> None:
         self.writer = writer
+        self.host = host if host is not None else _site_host()
         self.stats: ImportStats = writer.stats
         self.filter = line_filter
         self.resolver = resolver or get_resolver()
@@ -190,12 +203,36 @@ class LogImporter:
         problem = timestamp_problem(ts_ms)
         if problem:
             return problem
-        dm, ct_id, object_id, field = target
-        return dm, (ct_id, object_id, self.keys.bucket(dm, ts_ms)), field, 1
+        increments = []
+        computed: dict[Any, Any] = {}
+        request = None
+        for dm, ct_id, object_id, field, dimension_specs in target:
+            key: tuple = (ct_id, object_id, self.keys.bucket(dm, ts_ms))
+            if dimension_specs:
+                request = request or self._request(parts[1], m)
+                values = dimensions.values_for(request, dimension_specs, None, computed)
+                key += tuple(values[name] for name, _, _ in dimension_specs)
+            increments.append((dm, key, field, 1))
+        return increments[0] if len(increments) == 1 else increments
+
+    def _request(self, target: bytes, m: Any) -> HttpRequest:
+        """Return a request rebuilt from a log line, for the dimension sources of breakdowns."""
+        text = target.decode("utf-8", "replace")
+        parts = urlsplit(text) if "://" in text else urlsplit("http://x" + text)
+        request = HttpRequest()
+        request.method = "GET"
+        request.path = request.path_info = unquote(parts.path)
+        request.GET = QueryDict(parts.query)
+        meta = {"HTTP_HOST": self.host}
+        for name, raw in (("HTTP_REFERER", m[5]), ("HTTP_USER_AGENT", m[6])):
+            if raw and raw != NO_AGENT:
+                meta[name] = raw.decode("utf-8", "replace")
+        request.META = meta
+        return request
 
     def _agent_verdict(self, line: bytes, m: Any) -> str | None:
         """Return "spider", why the user agent cannot be judged, or None for a person."""
-        agent = m[5]
+        agent = m[6]
         if agent is None:
             if line[m.end() :].startswith(b' "'):  # a quoted field begins but never ends: the line was cut
                 return TRUNCATED
@@ -237,7 +274,7 @@ class LogImporter:
                 f"The import resolver returned {answer!r} for {path}; it must return (object or (model, pk), field) or None."
             ) from err
         try:
-            return self.keys.target(model, pk, field)
+            return self.keys.targets(model, pk, field)
         except PrimaryKeyProblem as err:
             return Problem(str(err))
         except ValueError as err:

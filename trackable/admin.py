@@ -10,7 +10,7 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from trackable.conf import settings
-from trackable.fields import unique_fields
+from trackable.fields import dimension_fields, is_breakdown, unique_fields
 from trackable.models import Spider, TrackableTimeSeriesData, counter_fields
 
 __all__ = [
@@ -56,7 +56,13 @@ class TrackableDataAdmin(admin.ModelAdmin):
     def get_list_display(self, request: Any) -> list[Any]:
         model: type[models.Model] = self.model
         timed = ["collected_during"] if issubclass(model, TrackableTimeSeriesData) else []
-        return ["content_type", "object_id", *timed, *counter_fields(model)]
+        dimensions = [f.name for f in dimension_fields(model)]
+        return ["content_type", "object_id", *timed, *dimensions, *counter_fields(model)]
+
+    def get_search_fields(self, request: Any) -> list[str]:
+        # A breakdown's rows are also found by their values (a referrer, a path).
+        model: type[models.Model] = self.model
+        return [*self.search_fields, *(f.name for f in dimension_fields(model))]
 
     def get_list_filter(self, request: Any) -> list[Any]:
         timed = [("collected_during", admin.DateFieldListFilter)] if issubclass(self.model, TrackableTimeSeriesData) else []
@@ -132,23 +138,19 @@ class TrackableChartsMixin:
 
     @admin.display(description=_("Counts"))
     def trackable_charts(self, obj: models.Model | None) -> str:
-        """Render one chart per counter (one SQL query each)."""
-        from trackable.charts import chart_of
+        """Render one chart per counter (one SQL query each); a breakdown's counter as bars per dimension (one query each)."""
+        from trackable.charts import breakdown_chart_of, chart_of
 
         if obj is None or obj.pk is None:
             return "—"
-        return format_html_join(
-            "",
-            "{}",
-            (
-                (
-                    chart_of(
-                        obj, name, days=self.trackable_chart_days, granularity=self.trackable_chart_granularity, data_model=dm
-                    ),
-                )
-                for name, dm in self.get_trackable_chart_fields(obj)
-            ),
-        )
+        days = self.trackable_chart_days
+        charts = []
+        for name, dm in self.get_trackable_chart_fields(obj):
+            if not is_breakdown(dm):
+                charts.append(chart_of(obj, name, days=days, granularity=self.trackable_chart_granularity, data_model=dm))
+            elif name not in getattr(dm, "spider_fields", {}).values():
+                charts += [breakdown_chart_of(obj, f.name, name, days=days, data_model=dm) for f in dimension_fields(dm)]
+        return format_html_join("", "{}", ((chart,) for chart in charts))
 
 
 class SpiderAdmin(admin.ModelAdmin):

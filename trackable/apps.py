@@ -24,6 +24,19 @@ class SimpleTrackableConfig(AppConfig):
         checks.register(trackable_checks.check_spiders, "trackable")
         checks.register(trackable_checks.check_operations, "trackable", checks.Tags.models)
         checks.register(trackable_checks.check_uniques, "trackable", checks.Tags.models)
+        register_page_views()
+
+
+def register_page_views() -> None:
+    """Register the built-in PageViews data model when PageViewMiddleware is installed."""
+    from django.conf import settings as django_settings
+
+    from trackable.middleware import MIDDLEWARE_PATH
+    from trackable.models import PageViews, Website
+    from trackable.sites import site
+
+    if MIDDLEWARE_PATH in (getattr(django_settings, "MIDDLEWARE", None) or ()) and not site.is_registered(Website, PageViews):
+        site.register(Website, PageViews)
 
 
 class TrackableConfig(SimpleTrackableConfig):

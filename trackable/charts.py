@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from django.db import models
 from django.utils import timezone
@@ -20,7 +21,18 @@ from trackable.conf import settings
 from trackable.models import model_field, time_series
 from trackable.query import Point
 
-__all__ = ["LABEL_FORMATS", "label", "render_chart", "render_table", "render_series", "chart_of"]
+__all__ = [
+    "LABEL_FORMATS",
+    "label",
+    "render_chart",
+    "render_table",
+    "render_series",
+    "chart_of",
+    "render_bars",
+    "render_bars_table",
+    "render_breakdown",
+    "breakdown_chart_of",
+]
 
 LABEL_FORMATS = {
     MINUTE: "%Y-%m-%d %H:%M %Z",
@@ -172,3 +184,104 @@ def chart_of(
         points = query.series(obj, field, start, end, granularity=granularity, data_model=dm)
     name = model_field(dm, field).verbose_name
     return render_series(points, granularity, title or f"{str(name).capitalize()} of {obj} per {granularity}")
+
+
+# -- horizontal bars: the values of a breakdown -----------------------------------------------------------
+
+BAR_ROW, BAR_LABEL, BAR_VALUE = 24, 220, 110  # px per bar, width of the label and value columns
+LABEL_CHARS = 34
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
+def render_bars(entries: Sequence[Any], title: str) -> SafeString:
+    """Return an inline SVG horizontal bar chart of breakdown entries (value, total, share), largest first."""
+    from trackable.breakdowns import label as value_label
+
+    uid = f"trackable-bars-{next(_ids)}"
+    height = TOP + BAR_ROW * max(len(entries), 1) + 8
+    plot_w = WIDTH - BAR_LABEL - BAR_VALUE
+    peak = max((e.total for e in entries), default=0) or 1
+    parts = []
+    for i, entry in enumerate(entries):
+        y = TOP + i * BAR_ROW
+        name = value_label(entry.value)
+        width = round(max(entry.total, 0) / peak * plot_w, 1)
+        parts.append(
+            format_html(
+                '<g class="trackable-bar" data-value="{}" data-total="{}"><title>{}: {} ({})</title>'
+                '<text x="{}" y="{}" font-size="12" text-anchor="end" fill="#333">{}</text>'
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"/>'
+                '<text x="{}" y="{}" font-size="12" fill="#555">{} · {}</text></g>',
+                entry.value, entry.total, name, entry.total, _percent(entry.share),
+                BAR_LABEL - 8, y + 16, _short(name),
+                BAR_LABEL, y + 4, width, BAR_ROW - 8,
+                BAR_LABEL + width + 6, y + 16, f"{entry.total:,}", _percent(entry.share),
+            )
+        )
+    total = sum(e.total for e in entries)
+    desc = f"{len(entries)} values, total {total:,}" + (
+        f"; the largest is {value_label(entries[0].value)} with {entries[0].total:,}." if entries else "."
+    )
+    head = format_html(
+        '<svg class="trackable-bars" xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {} {}" '
+        'width="{}" height="{}" aria-labelledby="{}-title {}-desc" data-bars="{}">'
+        '<title id="{}-title">{}</title><desc id="{}-desc">{}</desc>',
+        WIDTH, height, WIDTH, height, uid, uid, len(entries), uid, title, uid, desc,
+    )
+    return mark_safe(head + "".join(parts) + "</svg>")
+
+
+def _percent(share: float) -> str:
+    return f"{share:.1%}"
+
+
+def render_bars_table(entries: Sequence[Any], title: str, value_header: str = "Value", count_header: str = "Count") -> SafeString:
+    """Return breakdown entries as an HTML table: value, count and share (the bar chart's text fallback)."""
+    from trackable.breakdowns import label as value_label
+
+    rows = "".join(
+        format_html('<tr><th scope="row">{}</th><td>{}</td><td>{}</td></tr>', value_label(e.value), e.total, _percent(e.share))
+        for e in entries
+    )
+    return format_html(
+        '<table class="trackable-table"><caption>{}</caption><thead><tr><th scope="col">{}</th><th scope="col">{}</th>'
+        '<th scope="col">Share</th></tr></thead><tbody>{}</tbody></table>',
+        title, value_header, count_header, mark_safe(rows),
+    )
+
+
+def render_breakdown(entries: Sequence[Any], title: str, value_header: str = "Value") -> SafeString:
+    """Return the bar chart followed by its table, folded in a <details> element."""
+    return format_html(
+        '<figure class="trackable-figure"><figcaption>{}</figcaption>{}<details><summary>{}</summary>{}</details></figure>',
+        title,
+        render_bars(entries, title),
+        format_html("Data of {}", title) if title else "Data",
+        render_bars_table(entries, title, value_header),
+    )
+
+
+def breakdown_chart_of(
+    target: Any,
+    dimension: str,
+    field: str | None = None,
+    *,
+    days: int | None = None,
+    n: int = 10,
+    title: str | None = None,
+    now: datetime | None = None,
+    data_model: type[models.Model] | None = None,
+) -> SafeString:
+    """Render the top `n` values of `dimension` for `target` (an object, a queryset or a model) over the last `days` days."""
+    from trackable import breakdowns
+
+    start, end = query.last_buckets(int(days or settings.DEFAULT_WINDOW_DAYS), DAY, now=now or timezone.now())
+    entries = breakdowns.top_values(target, dimension, field, start, end, n, data_model=data_model)
+    dm, dim, field = breakdowns.breakdown_dimension(breakdowns.target_model(target), dimension, field, data_model)
+    header = str(dim.verbose_name).capitalize()
+    what = target if isinstance(target, models.Model) else getattr(target, "model", target)._meta.verbose_name_plural
+    name = str(model_field(dm, field).verbose_name)
+    return render_breakdown(entries, title or f"{name.capitalize()} of {what} by {dim.verbose_name}", header)

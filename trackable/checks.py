@@ -132,6 +132,8 @@ SETTING_RULES: dict[str, Rule] = {
     "LINK_REPLAY_LIMIT": number("an int of 0 or more (0: no limit)", ints=True),
     "LINK_REPLAY_WINDOW": number("a positive number of seconds", open_low=True),
     "DEFAULT_WINDOW_DAYS": number("a whole number of days from 1 to 3660", ints=True, low=1, high=3660),
+    "BREAKDOWN_MAX_VALUES": number("a whole number of values from 1 to 100000", ints=True, low=1, high=100_000),
+    "PAGE_VIEWS_EXCLUDE": typed("a list of path prefix strings or None", lambda v: v is None or _strings(v)),
     "VISITOR_IDENTITY": typed(f"one of {', '.join(map(repr, IDENTITIES))}", lambda v: v in IDENTITIES),
     "VISITOR_SALT_ROTATION": typed(f"one of {', '.join(map(repr, ROTATIONS))}", lambda v: v in ROTATIONS),
 }
@@ -383,14 +385,14 @@ def _check_schedule() -> list[checks.CheckMessage]:
 def _check_data_models(candidates: Any = None) -> list[checks.CheckMessage]:
     from django.apps import apps
 
-    from trackable.models import TrackableData, counter_fields
+    from trackable.models import PageViews, TrackableData, counter_fields
     from trackable.sites import site
 
     errors: list[checks.CheckMessage] = []
     registered = set(site.data_models())
     for model in apps.get_models() if candidates is None else candidates:
-        if not issubclass(model, TrackableData) or model._meta.proxy:
-            continue
+        if not issubclass(model, TrackableData) or model._meta.proxy or model is PageViews:
+            continue  # the built-in PageViews is registered only when PageViewMiddleware is installed
         if not counter_fields(model):
             errors.append(
                 checks.Warning(

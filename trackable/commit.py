@@ -16,7 +16,7 @@ from django.db import DataError, IntegrityError, connections, models, transactio
 from django.utils import timezone as dj_timezone
 
 from trackable import ledger
-from trackable.fields import unique_fields
+from trackable.fields import is_breakdown, unique_fields
 from trackable.upsert import CounterOverflow, field_range, upsert_increments
 
 __all__ = ["Committed", "commit_isolating", "REPLAY_HINT"]
@@ -109,7 +109,12 @@ def _upsert(fresh: list, db: str) -> int:
     connection = connections[db]
     count = 0
     for dm in sorted(totals, key=lambda m: m._meta.label_lower):
-        count += upsert_increments(connection, dm, totals[dm])
+        rows = totals[dm]
+        if is_breakdown(dm):  # values beyond the cap go to "(other)", decided under the group's lock
+            from trackable.cardinality import cap_values
+
+            rows = cap_values(connection, dm, rows)
+        count += upsert_increments(connection, dm, rows)
         if dm in visits:  # the upsert created and locked the rows: now union their visitor sketches
             from trackable.sketches import merge_visits
 

@@ -59,6 +59,10 @@ DEFAULTS: dict[str, Any] = {
     # often the salt of its hash changes (old salts are deleted, so visitors are told apart per period).
     "VISITOR_IDENTITY": "request",  # "request" (IP + User-Agent), "session" or "user"
     "VISITOR_SALT_ROTATION": "day",  # "hour", "day", "week" or "month", cut in TRACKABLE_TIME_ZONE
+    # Breakdowns (see docs/breakdowns.rst): distinct values of a dimension kept per object per bucket
+    # (the rest counted under "(other)"), and the paths the site-wide PageViewMiddleware leaves out.
+    "BREAKDOWN_MAX_VALUES": 1000,
+    "PAGE_VIEWS_EXCLUDE": None,  # path prefixes not counted; None: STATIC_URL, MEDIA_URL, the admin, /favicon.ico
     # Registry and admin.
     "AUTODISCOVER_MODULE": "trackables",
     "REGISTER_ADMIN": None,  # None: only when DEBUG is on

@@ -1,4 +1,4 @@
-"""The staff dashboard: totals and top objects of every tracked model for a chosen window."""
+"""The staff dashboard: totals and top objects of every tracked model, and the top values of every breakdown."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,12 +17,12 @@ from django.utils.translation import gettext as _
 from trackable import query
 from trackable.buckets import DAY
 from trackable.conf import settings
-from trackable.fields import unique_fields
+from trackable.fields import dimension_fields, is_breakdown, unique_fields
 from trackable.models import TrackableTimeSeriesData, counter_fields, model_field
 from trackable.sites import site
 from trackable.status import collect_status
 
-__all__ = ["WINDOWS", "dashboard_view", "Section", "Counter"]
+__all__ = ["WINDOWS", "dashboard_view", "Section", "Counter", "Breakdown", "build_breakdowns"]
 
 WINDOWS = (1, 7, 30, 90, 365)  # the windows offered as links, in days (any other ?days= up to 3660 works)
 
@@ -60,7 +60,7 @@ def build_sections(start: Any, end: Any, n: int = 10) -> list[Section]:
     """Return the dashboard's sections: one query for the totals of each data model, one per top list."""
     sections = []
     for dm in site.data_models():
-        if not issubclass(dm, TrackableTimeSeriesData):
+        if not issubclass(dm, TrackableTimeSeriesData) or is_breakdown(dm):
             continue
         fields = counter_fields(dm)
         for parent in site.parents_of(dm):
@@ -74,6 +74,33 @@ def build_sections(start: Any, end: Any, n: int = 10) -> list[Section]:
             counters += [_unique_counter(parent, dm, f, start, end, n) for f in unique_fields(dm)]
             sections.append(Section(str(parent._meta.verbose_name_plural), str(dm._meta.verbose_name), counters))
     return sections
+
+
+@dataclass
+class Breakdown:
+    """The top values of one dimension of one breakdown over every object of a parent model."""
+
+    title: str
+    chart: Any  # the bars and their table (SafeString)
+
+
+def build_breakdowns(start: Any, end: Any, n: int = 10) -> list[Breakdown]:
+    """Return the top `n` values of each dimension of each breakdown (paths, referrers …), one query each."""
+    from trackable import breakdowns, charts
+
+    found = []
+    for dm in site.data_models():
+        spider = set(getattr(dm, "spider_fields", {}).values())
+        for parent in site.parents_of(dm):
+            for dim in dimension_fields(dm):
+                for name in [c for c in counter_fields(dm) if c not in spider]:
+                    entries = breakdowns.top_values(parent, dim.name, name, start, end, n, data_model=dm)
+                    title = (
+                        f"{str(model_field(dm, name).verbose_name).capitalize()} of "
+                        f"{parent._meta.verbose_name_plural} by {dim.verbose_name}"
+                    )
+                    found.append(Breakdown(title, charts.render_breakdown(entries, title, str(dim.verbose_name).capitalize())))
+    return found
 
 
 def _unique_counter(parent: Any, dm: Any, f: Any, start: Any, end: Any, n: int) -> Counter:
@@ -105,6 +132,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "end": end,
         "time_zone": settings.time_zone,
         "sections": build_sections(start, end),
+        "breakdowns": build_breakdowns(start, end),
         "status": collect_status(),  # the facts of manage.py trackable_status
     }
     return render(request, "trackable/dashboard.html", context)

@@ -2,7 +2,8 @@
 
 The first line is a header naming the columns: `timestamp` (ISO 8601, naive means the buckets' zone,
 or Unix seconds), `object` ("app_label.Model:pk", or just the pk with --model), `field` (or --field)
-and an optional `amount` (default 1). Other columns are ignored. One record per line.
+and an optional `amount` (default 1). A column named like a Dimension field of a breakdown of the
+object gives that dimension's value (e.g. `referrer`); other columns are ignored. One record per line.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, cast
 from django.apps import apps
 from django.db import models
 
+from trackable.dimensions import normalise
 from trackable.exceptions import TrackableError
 from trackable.importing import (
     ChunkWriter,
@@ -71,6 +73,7 @@ class EventImporter:
                     "timestamp, object, field and optionally amount."
                 )
         self.at = {name: names.index(name) for name in ("timestamp", "object", "field", "amount") if name in names}
+        self.extra = {name: i for i, name in enumerate(names) if name not in self.at}  # maybe dimension values
         self.width = max(self.at.values()) + 1
         self._models: dict[str, type[models.Model] | None] = {}
 
@@ -107,11 +110,24 @@ class EventImporter:
             return None
         field = row[at["field"]].strip() if "field" in at else cast(str, self.field)  # one or the other (header)
         try:
-            return self.keys.increment(model, pk, field, ts_ms, amount)
+            first = self.keys.increment(model, pk, field, ts_ms, amount)
+            targets = self.keys.targets(model, pk, field)
+            if len(targets) == 1 and not targets[0][4]:
+                return first
+            return [self._increment(target, ts_ms, amount, row) for target in targets]
         except PrimaryKeyProblem as err:  # a value its column cannot hold: skipped with its line number
             return Problem(str(err))
         except (ValueError, TrackableError):
             return None
+
+    def _increment(self, target: tuple, ts_ms: int, amount: int, row: list[str]) -> tuple:
+        """Return the increment of one record in one data model (a breakdown: keyed by the record's columns)."""
+        dm, ct_id, object_id, field, specs = target
+        key: tuple = (ct_id, object_id, self.keys.bucket(dm, ts_ms))
+        for name, _, max_length in specs:
+            at = self.extra.get(name)
+            key += (normalise(row[at] if at is not None and at < len(row) else None, max_length),)
+        return dm, key, field, amount
 
     def _object(self, text: str) -> tuple[type[models.Model] | None, str]:
         if self.model is not None:

@@ -21,7 +21,7 @@ from trackable.buckets import bucket_start, get_zone
 from trackable.commit import commit_isolating
 from trackable.conf import settings
 from trackable.exceptions import MalformedMessage, NotRegistered, TrackableConnectionError
-from trackable.fields import unique_fields
+from trackable.fields import dimension_fields, unique_fields
 from trackable.models import FoldedMessage, TrackableTimeSeriesData, counter_fields, model_field
 from trackable.pklimits import PkLimits, pk_limits
 from trackable.sites import site
@@ -292,10 +292,11 @@ class _Validator:
         return start
 
     def route(self, data_label: str, parent_label: str, field_name: str, queue: str) -> tuple:
-        """Return (data model, content type id, object_id converter, pk limits, low, high) of a checked route.
+        """Return (data model, content type id, object_id converter, pk limits, low, high, dimensions) of a route.
 
         Ints from low to high need neither the limits' check nor the converter: the column holds them as
-        they are (an empty range when that is not so, e.g. an int pk kept in a string column).
+        they are (an empty range when that is not so, e.g. an int pk kept in a string column). Dimensions:
+        (name, max_length) of a breakdown's Dimension fields.
         """
         dm = self.data_model(data_label)
         if transport.queue_name(data_label) != queue:
@@ -307,7 +308,31 @@ class _Validator:
         low, high = limits.int_range() or (1, 0)
         if low <= high and not all(type(to_python(v)) is int and to_python(v) == v for v in (low, high, 0)):
             low, high = 1, 0
-        return dm, ct_id, to_python, limits, low, high
+        dimensions = tuple((f.name, f.max_length or 0) for f in dimension_fields(dm))
+        return dm, ct_id, to_python, limits, low, high, dimensions
+
+    @staticmethod
+    def dimension_key(dm: type[models.Model], dimensions: tuple, extras: dict[str, Any] | None) -> tuple[str, ...]:
+        """Return the values of a breakdown's dimensions in field order (missing ones empty); raise if they do not fit."""
+        values = extras.get("d") if extras else None
+        if not dimensions:
+            if values is not None:
+                raise MalformedMessage(f"dimensions sent to {dm._meta.label}, which has no Dimension fields")
+            return ()
+        values = values or {}
+        names = {name for name, _ in dimensions}
+        unknown = sorted(name for name in values if name not in names)
+        if unknown:
+            raise MalformedMessage(f"{', '.join(unknown)[:80]} is not a Dimension field of {dm._meta.label}")
+        key = []
+        for name, max_length in dimensions:
+            value = values.get(name, "")
+            if len(value) > max_length:
+                raise MalformedMessage(
+                    f"dimension {name} holds {len(value)} characters, over {dm._meta.label}.{name}'s {max_length}"
+                )
+            key.append(value)
+        return tuple(key)
 
     def rows(self, message: messages.Message, queue: str) -> list[tuple[type[models.Model], tuple, str, int, Any]]:
         out = []
@@ -318,7 +343,7 @@ class _Validator:
             route = routes.get(route_key)
             if route is None:
                 route = routes[route_key] = self.route(*route_key)
-            dm, ct_id, to_python, limits, low, high = route
+            dm, ct_id, to_python, limits, low, high, dimensions = route
             pk = event.pk
             if type(pk) is int and low <= pk <= high:  # an int the column holds as it is (see route())
                 object_id = pk
@@ -331,7 +356,10 @@ class _Validator:
                 except ValidationError as err:
                     raise MalformedMessage(f"parent pk {str(pk)[:80]!r} does not fit {dm._meta.label}.object_id") from err
             visitor = event.extras.get("u") if event.extras else None  # a hash, a list of them, or None
-            out.append((dm, (ct_id, object_id, self.bucket(dm, event.ts_ms)), event.field, event.amount, visitor))
+            key: tuple = (ct_id, object_id, self.bucket(dm, event.ts_ms))
+            if dimensions or event.extras:
+                key += self.dimension_key(dm, dimensions, event.extras)
+            out.append((dm, key, event.field, event.amount, visitor))
         return out
 
 

@@ -21,8 +21,10 @@ from django.db import DataError, IntegrityError, connections, models, router, tr
 from django.utils import timezone as dj_timezone
 
 from trackable.buckets import bucket_start, get_zone
+from trackable.cardinality import cap_values
 from trackable.conf import settings
 from trackable.exceptions import TrackableError
+from trackable.fields import is_breakdown
 from trackable.models import ImportedChunk, TrackableTimeSeriesData
 from trackable.pklimits import INTEGER_RANGES
 from trackable.sites import site
@@ -221,6 +223,22 @@ class KeyMaker:
             raise PrimaryKeyProblem(f"primary key cannot be stored: {problem}")
         return dm, ct_id, object_id, field_name
 
+    def targets(self, model: type[models.Model], pk: Any, field_name: str) -> list[tuple]:
+        """Return (data model, content type id, object id, field, dimensions) of every data model counting `field_name`.
+
+        The first is the field's data model, then each breakdown of `model` with that field; `dimensions`
+        holds a breakdown's (name, source, max_length) and is empty for a plain data model.
+        """
+        key = (model, field_name, "all")
+        routes = self._routes.get(key)
+        if routes is None:
+            routes = self._routes[key] = tuple(site.routes(model, field_name))
+        out = []
+        for route in routes:
+            dm, ct_id, object_id, _ = self.target(model, pk, field_name, route.data_model)
+            out.append((dm, ct_id, object_id, field_name, route.dimensions))
+        return out
+
     def increment(
         self, model: type[models.Model], pk: Any, field_name: str, ts_ms: int, amount: int = 1, data_model: Any = None
     ) -> Increment:
@@ -292,19 +310,23 @@ class ChunkWriter:
                 skipped[outcome] += 1
             elif type(outcome) is Problem:
                 stats.skip(outcome, lineno)
+            elif type(outcome) is list:  # one line counted in a data model and its breakdowns: one event
+                for i, increment in enumerate(outcome):
+                    self.add(increment, counted=not i)
             else:
                 self.add(cast(Increment, outcome))
             if not lineno & 0x3FFF:
                 progress.update(stats)
         self.flush()
 
-    def add(self, increment: Increment) -> None:
-        """Count one increment of the current line."""
+    def add(self, increment: Increment, counted: bool = True) -> None:
+        """Count one increment of the current line (`counted`: as an event of its own, not a breakdown's copy)."""
         dm, key, field_name, amount = increment
         self._totals[dm][key][field_name] += amount
-        self._events += 1
-        self.stats.events += 1
-        self.stats.amount += amount
+        if counted:
+            self._events += 1
+            self.stats.events += 1
+            self.stats.amount += amount
 
     def flush(self) -> None:
         """Commit the current chunk (its increments and its ledger row) in one transaction."""
@@ -323,7 +345,10 @@ class ChunkWriter:
                         source=self.source, start=first, end=end, events=events, imported_at=dj_timezone.now()
                     )
                 for dm in sorted(totals, key=lambda m: m._meta.label_lower):
-                    self.stats.rows += upsert_increments(connections[self.db], dm, totals[dm])
+                    rows = totals[dm]
+                    if is_breakdown(dm):  # the fold's cap on distinct values applies to imports too
+                        rows = cap_values(connections[self.db], dm, rows)
+                    self.stats.rows += upsert_increments(connections[self.db], dm, rows)
         except (DataError, OverflowError) as err:  # e.g. a sum of a chunk's amounts beyond a counter's range
             raise ImportWriteError(
                 f"The database refused lines {first + 1}–{end}: {str(err).strip()}; nothing of these lines was written. "

@@ -8,7 +8,9 @@ A message is one JSON object::
 An event may carry a 7th item, an object of extras: ``{"u": "<16 hex digits>"}`` is the keyed hash of
 the visitor (trackable.visitors) that the data model's UniqueVisitors fields count; ``{"u": [...]}``
 carries up to MAX_VISITORS distinct ones (the relay's form: the visitors of one counter, object and
-minute of a batch). Only known keys are accepted; 6-item events stay valid.
+minute of a batch). ``{"d": {"<dimension>": "<value>", ...}}`` holds the values of a breakdown's
+Dimension fields (strings of at most MAX_DIMENSION_CHARS characters, no NUL; the fold checks the names
+and the column lengths). Only known keys are accepted; 6-item events stay valid.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ MAX_AMOUNT = 2**31 - 1
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_VISITORS = 1000  # visitor hashes one event may carry
+MAX_DIMENSIONS = 8  # dimension values one event may carry
+MAX_DIMENSION_CHARS = 1000
 
 # Matched with fullmatch: "$" would also accept a trailing newline.
 _LABEL = re.compile(r"[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*")
@@ -47,7 +51,7 @@ class Event(NamedTuple):
     field: str
     amount: int
     ts_ms: int
-    extras: dict[str, Any] | None = None  # the optional 7th item: {"u": visitor hash or a list of them}
+    extras: dict[str, Any] | None = None  # the optional 7th item: {"u": hash or list of hashes}, {"d": dimension values}
 
 
 class Message(NamedTuple):
@@ -111,8 +115,23 @@ def _parse_visitor(index: int, value: Any) -> str | list[str]:
     return value
 
 
+def _parse_dimensions(index: int, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not 0 < len(value) <= MAX_DIMENSIONS:
+        raise MalformedMessage(f"event {index}: dimensions are not an object of 1 to {MAX_DIMENSIONS} values")
+    for name, text in value.items():
+        if not _FIELD.fullmatch(name):
+            raise MalformedMessage(f"event {index}: dimension {name[:80]!r} is not a field name")
+        if not isinstance(text, str):
+            raise MalformedMessage(f"event {index}: dimension {name} is not a string but {type(text).__name__}")
+        if len(text) > MAX_DIMENSION_CHARS:
+            raise MalformedMessage(f"event {index}: dimension {name} holds {len(text)} characters, over {MAX_DIMENSION_CHARS}")
+        if "\x00" in text:
+            raise MalformedMessage(f"event {index}: dimension {name} holds a NUL character")
+    return value
+
+
 # The keys an event's extras may hold, each with the function that checks its value.
-_EXTRAS = {"u": _parse_visitor}
+_EXTRAS = {"u": _parse_visitor, "d": _parse_dimensions}
 
 
 def _parse_extras(index: int, raw: Any) -> dict[str, Any]:

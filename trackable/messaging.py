@@ -11,13 +11,13 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import models
 from django.http import HttpRequest
 
-from trackable import delivery, messages, relay, visitors
+from trackable import delivery, dimensions, messages, relay, visitors
 from trackable.conf import settings
 from trackable.exceptions import InvalidPrimaryKey
 from trackable.sites import site
@@ -36,6 +36,9 @@ __all__ = [
 logger = logging.getLogger("trackable")
 
 _FOLD_NAMES = {"process_messages", "FoldResult"}
+
+#: The clock (seconds since the epoch) that dates each event; tests replace it.
+clock = time.time
 
 
 def __getattr__(name: str) -> Any:
@@ -57,11 +60,13 @@ class TrackableMessage(ABC):
         *,
         data_model: type[models.Model] | None = None,
         visitor: Any = None,
+        dimensions: Mapping[str, Any] | None = None,
     ):
         self.request = request
         self.obj = obj
         self.data_model = data_model
         self.visitor = visitor  # an explicit identity; only its salted hash leaves build()
+        self.dimensions = dimensions  # explicit breakdown values, {dimension name: value}
 
     @abstractmethod
     def events(self) -> Iterable[tuple[str, int]]:
@@ -80,7 +85,11 @@ class TrackableMessage(ABC):
         return spiders.divert(grouped) if spiders.is_spider(self.request.META.get("HTTP_USER_AGENT")) else grouped
 
     def build(self, ts_ms: int | None = None) -> dict[str, list[tuple]]:
-        """Return the events grouped by data model label (a 7th item {"u": hash}: the visitor); raise on bad fields."""
+        """Return the events grouped by data model label; raise on bad fields.
+
+        Each increment goes to the field's data model and to every breakdown of the object with that
+        field; a 7th item carries {"u": hash} (the visitor) or {"d": {dimension: value}} (a breakdown's key).
+        """
         obj = self.obj
         if not isinstance(obj, models.Model):
             what = f"the class {obj.__name__}" if isinstance(obj, type) else f"{type(obj).__name__} {obj!r}"
@@ -90,27 +99,38 @@ class TrackableMessage(ABC):
             raise ValueError(f"Cannot track an unsaved {type(obj).__name__}: save it first so it has a primary key.")
         if not isinstance(pk, int):
             pk = str(pk)
-        ts = int(time.time() * 1000) if ts_ms is None else ts_ms
+        ts = int(clock() * 1000) if ts_ms is None else ts_ms
         grouped: dict[str, list[tuple]] = defaultdict(list)
         visitor: Any = False  # hashed once, for the first event whose data model counts visitors
+        computed: dict[Any, Any] = {}  # each dimension source runs once per send
+        named: set[str] = set()
         for field, amount in self.events():
             if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < abs(amount) <= messages.MAX_AMOUNT:
                 raise ValueError(
                     f"The amount for {field!r} must be a non-zero integer within ±{messages.MAX_AMOUNT}, not {amount!r}."
                 )
-            route = site.route(type(obj), field, self.data_model)
-            problem = route.pk_limits.problem(pk)
-            if problem is not None:
-                raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
-            if amount > 0 and route.feeds_visitors:
-                if visitor is False:
-                    visitor = visitors.visitor_hash(self.request, self.visitor)
-                if visitor:
-                    grouped[route.data_label].append(
-                        (route.data_label, route.parent_label, pk, field, amount, ts, {"u": visitor})
-                    )
-                    continue
-            grouped[route.data_label].append((route.data_label, route.parent_label, pk, field, amount, ts))
+            for route in site.routes(type(obj), field, self.data_model):
+                problem = route.pk_limits.problem(pk)
+                if problem is not None:
+                    raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
+                event: tuple = (route.data_label, route.parent_label, pk, field, amount, ts)
+                if route.dimensions:
+                    values = dimensions.values_for(self.request, route.dimensions, self.dimensions, computed)
+                    named.update(values)
+                    event += ({"d": values},)
+                elif amount > 0 and route.feeds_visitors:
+                    if visitor is False:
+                        visitor = visitors.visitor_hash(self.request, self.visitor)
+                    if visitor:
+                        event += ({"u": visitor},)
+                grouped[route.data_label].append(event)
+        if self.dimensions:
+            unknown = sorted(set(self.dimensions) - named)
+            if unknown:
+                raise ValueError(
+                    f"dimensions= names {', '.join(map(repr, unknown))}, which no breakdown of {type(obj).__name__} "
+                    f"counting these fields has; its dimensions are: {', '.join(sorted(named)) or 'none'}."
+                )
         return grouped
 
     def send(self) -> bool:
@@ -157,9 +177,14 @@ def send_increment_message(
     *,
     data_model: type[models.Model] | None = None,
     visitor: Any = None,
+    dimensions: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Count `amount` (default 1) more of `field` for `obj`, out of band; return whether it was sent."""
-    return IncrementMessage(request, obj, field, amount, data_model=data_model, visitor=visitor).send()
+    """Count `amount` (default 1) more of `field` for `obj`, out of band; return whether it was sent.
+
+    The increment also counts in each breakdown of `obj` with that field, under the values of its
+    dimensions for `request` (or those given in `dimensions`, e.g. {"referrer": "example.com"}).
+    """
+    return IncrementMessage(request, obj, field, amount, data_model=data_model, visitor=visitor, dimensions=dimensions).send()
 
 
 def send_decrement_message(
@@ -170,9 +195,10 @@ def send_decrement_message(
     *,
     data_model: type[models.Model] | None = None,
     visitor: Any = None,
+    dimensions: Mapping[str, Any] | None = None,
 ) -> bool:
     """Count `amount` (default 1) less of `field` for `obj`, out of band; return whether it was sent."""
-    return IncrementMessage(request, obj, field, -amount, data_model=data_model, visitor=visitor).send()
+    return IncrementMessage(request, obj, field, -amount, data_model=data_model, visitor=visitor, dimensions=dimensions).send()
 
 
 def send_message(
@@ -182,6 +208,7 @@ def send_message(
     *,
     data_model: type[models.Model] | None = None,
     visitor: Any = None,
+    dimensions: Mapping[str, Any] | None = None,
 ) -> bool:
     """Send several field increments for `obj` at once, e.g. {"plays": 1, "seconds_played": 94}."""
-    return IncrementsMessage(request, obj, increments, data_model=data_model, visitor=visitor).send()
+    return IncrementsMessage(request, obj, increments, data_model=data_model, visitor=visitor, dimensions=dimensions).send()

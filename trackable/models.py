@@ -7,10 +7,13 @@ from typing import cast
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from django.db.models.signals import class_prepared
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from trackable.buckets import DAY
+from trackable.fields import Dimension
 from trackable.sites import COUNTER_TYPES
 
 __all__ = [
@@ -21,6 +24,8 @@ __all__ = [
     "FoldRun",
     "ImportedChunk",
     "VisitorSalt",
+    "Website",
+    "PageViews",
     "counter_fields",
 ]
 
@@ -77,6 +82,30 @@ class TrackableTimeSeriesData(TrackableData):
         moment = self.collected_during
         moment = timezone.localtime(moment) if moment is not None and timezone.is_aware(moment) else moment
         return f"{super().__str__()} during {moment:%Y-%m-%d %H:%M %Z}".rstrip()
+
+
+BUCKET_KEY = ("content_type", "object_id", "collected_during")
+
+
+@receiver(class_prepared, dispatch_uid="trackable.models.key_breakdowns")
+def _key_breakdowns(sender: type[models.Model], **kwargs: object) -> None:
+    """Make a breakdown's dimensions part of its bucket key: one row per object, bucket and values.
+
+    The abstract base declares the unique constraint on (content_type, object_id, collected_during);
+    a concrete data model with Dimension fields gets the same constraint (same name) with its dimension
+    columns appended, so the fold's upsert has a key to conflict on and migrations create it.
+    """
+    if sender._meta.abstract or not issubclass(sender, TrackableTimeSeriesData):
+        return
+    dimensions = [f.name for f in sender._meta.local_fields if isinstance(f, Dimension)]
+    if not dimensions:
+        return
+    sender._meta.constraints = [
+        models.UniqueConstraint(fields=[*BUCKET_KEY, *dimensions], name=c.name)
+        if isinstance(c, models.UniqueConstraint) and tuple(c.fields) == BUCKET_KEY
+        else c
+        for c in sender._meta.constraints
+    ]
 
 
 @cache
@@ -214,3 +243,30 @@ class VisitorSalt(models.Model):
 
     def __str__(self) -> str:
         return f"salt of {self.period_start:%Y-%m-%d %H:%M}–{self.period_end:%Y-%m-%d %H:%M} UTC"
+
+
+class Website(models.Model):
+    """The site as a whole: the parent of site-wide page counts (row 1, created by the migration)."""
+
+    name = models.CharField(_("name"), max_length=100)
+
+    class Meta:
+        verbose_name = _("website")
+        verbose_name_plural = _("websites")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PageViews(TrackableTimeSeriesData):
+    """Views of every page of the site per path per day, counted by trackable.middleware.PageViewMiddleware."""
+
+    path = Dimension("path", max_length=255, verbose_name=_("path"))
+    views = models.PositiveBigIntegerField(_("views"), default=0)
+    spider_views = models.PositiveBigIntegerField(_("spider views"), default=0)
+
+    spider_fields = {"views": "spider_views"}
+
+    class Meta(TrackableTimeSeriesData.Meta):
+        verbose_name = _("page views")
+        verbose_name_plural = _("page views")

@@ -96,12 +96,26 @@ def series(
     bucket is the one containing `start`; the last one is the one containing the instant before `end`.
     """
     dm = _timed_data_model(type(obj), field, data_model, "series")
+    return bucketed(dm, _rows(dm, obj, using), field, start, end, granularity=granularity, tz=tz)
+
+
+def bucketed(
+    dm: type[models.Model],
+    rows: models.QuerySet,
+    field: str,
+    start: datetime,
+    end: datetime,
+    *,
+    granularity: str | None = None,
+    tz: str | tzinfo | None = None,
+) -> list[Point]:
+    """Return the sums of `field` over `rows` (of time series data model `dm`) per bucket, as series() does."""
     zone = resolve_zone(tz)
     target = check_rollup(dm, granularity, zone)
     _check_window(start, end)
     first = bucket_start(start, target, zone)
     buckets = bucket_starts(first, end, target, zone)
-    rows = _rows(dm, obj, using).filter(collected_during__gte=first, collected_during__lt=end)
+    rows = rows.filter(collected_during__gte=first, collected_during__lt=end)
     kind = sql_trunc_kind(dm, target, zone, first, end)
     local = [b.astimezone(zone) for b in buckets]
     if kind in DATE_KINDS:

@@ -7,7 +7,8 @@ that are then all zero. UniqueVisitors sketches are unioned into the coarser row
 a union is idempotent, so an old row kept by a concurrent fold is simply unioned again next run. A fold
 that increments an old row meanwhile is never lost: its delta is what remains in the row after the
 subtraction, so the row stays and the next run rolls it up. Totals over any range of whole coarse
-buckets are the same before, during and after a rollup.
+buckets are the same before, during and after a rollup. A breakdown's rows roll up per value of their
+dimensions (into the same breakdown, or into one with the same Dimension fields).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from django.utils import timezone as dj_timezone
 
 from trackable.buckets import DAY, GRANULARITIES, HOUR, MINUTE, MONTH, WEEK, bucket_start, get_zone
 from trackable.conf import settings
-from trackable.fields import unique_fields
+from trackable.fields import dimension_fields, unique_fields
 from trackable.models import TrackableTimeSeriesData, counter_fields, time_series
 from trackable.sites import site
 from trackable.upsert import POSITIVE_TYPES, upsert_increments
@@ -139,6 +140,12 @@ def _target(dm: type[models.Model], rollup_to: Any, label: str) -> tuple[type[mo
             f"TRACKABLE_RETENTION[{label!r}]: {target._meta.label} counts by {target.granularity}, which is not a "
             f"coarser granularity aligned with {granularity} ({', '.join(allowed) or 'none'})."
         )
+    own, theirs = [f.name for f in dimension_fields(dm)], [f.name for f in dimension_fields(target)]
+    if own != theirs:
+        raise ImproperlyConfigured(
+            f"TRACKABLE_RETENTION[{label!r}]: {target._meta.label} has the dimensions [{', '.join(theirs)}], not those of "
+            f"{dm._meta.label} [{', '.join(own)}]; a breakdown rolls up into one with the same Dimension fields."
+        )
     missing = [f for f in counter_fields(dm) if f not in counter_fields(target)]
     missing += [f.name for f in unique_fields(dm) if f.name not in {u.name for u in unique_fields(target)}]
     parents = [p.__name__ for p in site.parents_of(dm) if not site.is_registered(p, target)]
@@ -173,6 +180,7 @@ def trim(policy: Policy, *, now: datetime | None = None, batch_size: int = 1000,
 def _rollup(policy: Policy, cutoff: datetime, batch_size: int, dry_run: bool, result: TrimResult) -> None:
     dm, (target, _) = policy.data_model, policy.rollup()
     names = list(counter_fields(dm))
+    dims = [f.attname for f in dimension_fields(dm)]  # a breakdown's rows roll up per value
     db = router.db_for_write(dm)
     query = dm._default_manager.using(db).filter(collected_during__lt=cutoff).order_by("pk")
     if not dry_run and connections[db].features.has_select_for_update_skip_locked:
@@ -182,11 +190,11 @@ def _rollup(policy: Policy, cutoff: datetime, batch_size: int, dry_run: bool, re
     while True:
         with transaction.atomic(using=db):
             page = query if last_pk is None else query.filter(pk__gt=last_pk)
-            rows = list(page.values_list("pk", "content_type_id", "object_id", "collected_during", *names)[:batch_size])
+            rows = list(page.values_list("pk", "content_type_id", "object_id", "collected_during", *dims, *names)[:batch_size])
             if not rows:
                 return
             last_pk = rows[-1][0]
-            add, sub, pks = _plan(rows, names, policy)
+            add, sub, pks = _plan(rows, names, policy, len(dims))
             result.rolled_rows += len(pks)
             result.target_rows += len(add)
             if dry_run or not sub:
@@ -235,19 +243,23 @@ def _subtract(dm: type[models.Model], db: str, sub: dict[Any, dict[str, int]], n
             dm._default_manager.using(db).filter(pk__in=[pk for pk, _ in chunk]).update(**changes)
 
 
-def _plan(rows: list[tuple], names: list[str], policy: Policy) -> tuple[dict, dict, list]:
-    """Return (increments of the coarse rows, {old row pk: amounts moved out of it}, those pks) for one batch."""
+def _plan(rows: list[tuple], names: list[str], policy: Policy, ndims: int = 0) -> tuple[dict, dict, list]:
+    """Return (increments of the coarse rows, {old row pk: amounts moved out of it}, those pks) for one batch.
+
+    Each row is (pk, content type, object id, bucket, *dimension values, *counters).
+    """
     zone, (target, granularity) = get_zone(settings.time_zone), policy.rollup()
     add: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     sub: dict[Any, dict[str, int]] = {}
     pks = []
-    for pk, ct_id, object_id, bucket, *values in rows:
+    for pk, ct_id, object_id, bucket, *rest in rows:
+        dimension_values, values = tuple(rest[:ndims]), rest[ndims:]
         coarse = bucket_start(bucket, granularity, zone)
         if target is policy.data_model and coarse == bucket:
             continue  # already a coarse row of this model: it receives, it does not move
         for name, value in zip(names, values, strict=False):
             if value:
-                add[(ct_id, object_id, coarse)][name] += value
+                add[(ct_id, object_id, coarse) + dimension_values][name] += value
         sub[pk] = dict(zip(names, values, strict=False))
         pks.append(pk)
     return add, sub, pks

@@ -39,6 +39,8 @@ class Route:
     field: str
     pk_limits: PkLimits
     feeds_visitors: bool = False  # an increment also feeds a UniqueVisitors field (its event carries the visitor)
+    # A breakdown's dimensions: (field name, source callable, max_length); empty for a plain data model.
+    dimensions: tuple[tuple[str, Any, int], ...] = ()
 
 
 class TrackableSite:
@@ -49,6 +51,7 @@ class TrackableSite:
         # parent model → {data model: ModelAdmin class or None}
         self._registry: dict[type[models.Model], dict[type[models.Model], Any]] = {}
         self._routes: dict[tuple[type, str, type | None], Route] = {}
+        self._all_routes: dict[tuple[type, str, type | None], tuple[Route, ...]] = {}
 
     # -- registration -------------------------------------------------------------------------
     def register(
@@ -76,6 +79,7 @@ class TrackableSite:
         for model in models_:
             self._registry.setdefault(model, {})[data_model] = admin_class
         self._routes.clear()
+        self._all_routes.clear()
 
     def unregister(
         self,
@@ -98,6 +102,7 @@ class TrackableSite:
             if not registered:
                 del self._registry[model]
         self._routes.clear()
+        self._all_routes.clear()
         if not _admin_installed():
             return
         from trackable.admin import unregister_data_model_admin
@@ -145,7 +150,37 @@ class TrackableSite:
         self._routes[key] = route
         return route
 
+    def routes(self, model: type[models.Model], field: str, data_model: type[models.Model] | None = None) -> tuple[Route, ...]:
+        """Return every data model an increment of `field` counts in: the plain one (if any), then the breakdowns.
+
+        With `data_model` a breakdown, only that one; with a plain one (or None), that one and every
+        breakdown of `model` with the field. Raise like route() when the field is counted nowhere.
+        """
+        key = (model, field, data_model)
+        found = self._all_routes.get(key)
+        if found is not None:
+            return found
+        from django.apps import apps
+
+        from trackable.fields import is_breakdown
+        from trackable.models import counter_fields
+
+        if data_model is not None and is_breakdown(data_model):
+            found = (self.route(model, field, data_model),)
+        else:
+            main = self.route(model, field, data_model)
+            parent = apps.get_model(main.parent_label)
+            extra = [
+                self.route(parent, field, dm)
+                for dm in self._registry.get(parent, {})
+                if is_breakdown(dm) and dm is not main.data_model and field in counter_fields(dm)
+            ]
+            found = (main, *extra)
+        self._all_routes[key] = found
+        return found
+
     def _resolve(self, model: type[models.Model], field: str, data_model: type[models.Model] | None) -> Route:
+        from trackable.fields import dimension_fields, is_breakdown
         from trackable.models import counter_fields
 
         registered = self._registry.get(model)
@@ -161,6 +196,10 @@ class TrackableSite:
             raise NotRegistered(f"The model {model.__name__} is not registered with {data_model.__name__}.")
         candidates = [data_model] if data_model is not None else list(registered)
         matches = [dm for dm in candidates if field in counter_fields(dm)]
+        if data_model is None and len(matches) > 1:
+            # Breakdowns follow the plain counter of the same name: they never make it ambiguous (routes()
+            # lists them all; with breakdowns only, the first one registered stands for the rest).
+            matches = [dm for dm in matches if not is_breakdown(dm)] or matches[:1]
         if not matches:
             names = sorted({f for dm in candidates for f in counter_fields(dm)})
             owner = " or ".join(dm.__name__ for dm in candidates)
@@ -173,7 +212,12 @@ class TrackableSite:
                 f"({', '.join(dm.__name__ for dm in matches)}); pass data_model= to choose one."
             )
         dm = matches[0]
-        return Route(dm, dm._meta.label_lower, model._meta.label_lower, field, pk_limits(model, dm), feeds_visitors(dm, field))
+        from trackable.dimensions import source_of
+
+        dimensions = tuple((f.name, source_of(f.source), f.max_length or 0) for f in dimension_fields(dm))
+        return Route(
+            dm, dm._meta.label_lower, model._meta.label_lower, field, pk_limits(model, dm), feeds_visitors(dm, field), dimensions
+        )
 
     # -- checks ------------------------------------------------------------------------------------
     @staticmethod
@@ -194,6 +238,7 @@ class TrackableSite:
                 f"The data model {data_model.__name__} has no counter field; add one, e.g. "
                 "impressions = models.PositiveIntegerField(default=0)."
             )
+        _check_breakdown(data_model)
         if issubclass(data_model, TrackableTimeSeriesData) and data_model.granularity not in GRANULARITIES:
             raise ImproperlyConfigured(
                 f"{data_model.__name__}.granularity is {data_model.granularity!r}; choose one of "
@@ -228,6 +273,42 @@ class TrackableSite:
                 f"{model.__name__} has a {pk_type} primary key but {data_model.__name__}.object_id is a "
                 f"{oid_type}; declare object_id = {want} on {data_model.__name__}."
             )
+
+
+def _check_breakdown(data_model: type[models.Model]) -> None:
+    """Refuse a breakdown that cannot work: not a time series, with visitor sketches, or with an unknown source."""
+    from trackable.dimensions import source_of
+    from trackable.fields import dimension_fields, unique_fields
+    from trackable.models import TrackableTimeSeriesData
+
+    dimensions = dimension_fields(data_model)
+    if not dimensions:
+        return
+    if not issubclass(data_model, TrackableTimeSeriesData):
+        raise ImproperlyConfigured(
+            f"The data model {data_model.__name__} has Dimension fields but keeps no time series; "
+            "breakdowns subclass trackable.TrackableTimeSeriesData."
+        )
+    if unique_fields(data_model):
+        raise ImproperlyConfigured(
+            f"The breakdown {data_model.__name__} has UniqueVisitors fields; count visitors in a plain data model."
+        )
+    from trackable.messages import MAX_DIMENSION_CHARS
+
+    for f in dimensions:
+        if not 0 < (f.max_length or 0) <= MAX_DIMENSION_CHARS:
+            raise ImproperlyConfigured(
+                f"{data_model.__name__}.{f.name} has max_length={f.max_length}; a dimension holds 1 to "
+                f"{MAX_DIMENSION_CHARS} characters (the most an event carries)."
+            )
+        if f.source is None:
+            raise ImproperlyConfigured(
+                f"{data_model.__name__}.{f.name} has no source; declare e.g. trackable.Dimension(\"referrer_host\")."
+            )
+        try:
+            source_of(f.source)
+        except ImproperlyConfigured as err:
+            raise ImproperlyConfigured(f"{data_model.__name__}.{f.name}: {err}") from err
 
 
 def _admin_installed() -> bool:

@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from trackable.fields import dimension_fields
 from trackable.models import TrackableTimeSeriesData, model_field
 from trackable.models import counter_fields as all_counter_fields
 
@@ -36,7 +37,7 @@ def upsert_increments(
     model: type[models.Model],
     totals: dict[tuple, dict[str, int]],
 ) -> int:
-    """Add `totals` ({(ct_id, object_id[, bucket]): {field: delta}}) to `model`'s rows; return the row count.
+    """Add `totals` ({(ct_id, object_id[, bucket[, dimension values…]]): {field: delta}}) to `model`'s rows; return the row count.
 
     Rows are written in key order, so two workers folding overlapping keys lock them in the same order
     and cannot deadlock. Positive counter fields stop at zero instead of violating their constraint.
@@ -51,6 +52,7 @@ def upsert_increments(
     key_fields = [model_field(model, "content_type"), model_field(model, "object_id")]
     if issubclass(model, TrackableTimeSeriesData):
         key_fields.append(model_field(model, "collected_during"))
+        key_fields += dimension_fields(model)  # a breakdown's rows are keyed by their values too
     # Every counter is inserted (the columns have no database default); only touched ones are updated.
     counters = [model_field(model, name) for name in all_counter_fields(model)]
     positive = {f.attname for f in counters if f.get_internal_type() in POSITIVE_TYPES}

@@ -27,6 +27,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "trackable.middleware.PageViewMiddleware",  # page views of every path, into trackable.PageViews
 ]
 ROOT_URLCONF = "demo_site.urls"
 TEMPLATES = [

@@ -1,4 +1,4 @@
-"""A tiny game shop: items whose views and purchases are tracked."""
+"""A tiny game shop: items whose views and purchases are tracked, with their referrers and browsers."""
 from django.db import models
 from django.urls import reverse
 
@@ -40,3 +40,24 @@ class ItemHourlyData(trackable.TrackableTimeSeriesData):
 
     class Meta(trackable.TrackableTimeSeriesData.Meta):
         verbose_name_plural = "item data (hourly)"
+
+
+class ItemReferrers(trackable.TrackableTimeSeriesData):
+    """Views of an item per referring site per day (a breakdown: see docs/breakdowns.rst)."""
+
+    referrer = trackable.Dimension("referrer_host")
+    views = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        verbose_name_plural = "item referrers"
+
+
+class ItemBrowsers(trackable.TrackableTimeSeriesData):
+    """Views of an item per browser and device type per day."""
+
+    browser = trackable.Dimension("browser", max_length=60)
+    device = trackable.Dimension("device", max_length=20)
+    views = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        verbose_name_plural = "item browsers"

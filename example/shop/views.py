@@ -4,6 +4,7 @@ from django.views.decorators.http import require_POST
 
 from trackable import query
 from trackable.messaging import send_increment_message
+from trackable.middleware import website
 
 from .models import Item
 
@@ -12,12 +13,13 @@ def index(request):
     # Items ordered by their views over the last 7 days: one SQL query, from the folded rows.
     start, end = query.last_buckets(7, "day")
     items = query.annotate_total(Item.objects.all(), "views", start, end, name="views_7d").order_by("-views_7d", "name")
-    return render(request, "shop/index.html", {"items": items, "last_folded": query.last_folded()})
+    context = {"items": items, "website": website(), "last_folded": query.last_folded()}
+    return render(request, "shop/index.html", context)
 
 
 def item_detail(request, pk):
     item = get_object_or_404(Item, pk=pk)
-    send_increment_message(request, item, "views")
+    send_increment_message(request, item, "views")  # ItemTrackableData, ItemReferrers and ItemBrowsers
     send_increment_message(request, item, "visits")
     return render(request, "shop/item.html", {"item": item, "last_folded": query.last_folded()})
 

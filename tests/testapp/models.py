@@ -138,3 +138,56 @@ class PageData(trackable.TrackableTimeSeriesData):
     class Meta(trackable.TrackableTimeSeriesData.Meta):
         app_label = "testapp"
 
+
+
+class Story(models.Model):
+    """A story whose views are broken down by referrer, search terms and client (see docs/breakdowns.rst)."""
+
+    title = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.title
+
+
+class StoryData(trackable.TrackableTimeSeriesData):
+    views = models.PositiveIntegerField(default=0)
+    shares = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class StoryReferrers(trackable.TrackableTimeSeriesData):
+    referrer = trackable.Dimension("referrer_host")
+    views = models.PositiveIntegerField(default=0)
+    spider_views = models.PositiveIntegerField(default=0)
+
+    spider_fields = {"views": "spider_views"}
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class StorySearches(trackable.TrackableTimeSeriesData):
+    terms = trackable.Dimension("search_terms", max_length=100)
+    views = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+def plan_of(request):
+    """A custom source: the plan named in the query string."""
+    return request.GET.get("plan")
+
+
+class StoryClients(trackable.TrackableTimeSeriesData):
+    browser = trackable.Dimension("browser", max_length=60)
+    device = trackable.Dimension("device", max_length=20, max_values=3)
+    plan = trackable.Dimension(plan_of, max_length=10)
+    views = models.PositiveIntegerField(default=0)
+
+    granularity = trackable.HOUR
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"

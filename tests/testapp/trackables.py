@@ -1,5 +1,6 @@
 """Registrations of the test project, found by autodiscovery."""
 import trackable
+from trackable.models import PageViews, Website
 
 from .models import (
     Article,
@@ -11,6 +12,11 @@ from .models import (
     Player,
     PlayerTrackableData,
     PlayerVisitData,
+    Story,
+    StoryClients,
+    StoryData,
+    StoryReferrers,
+    StorySearches,
     Video,
     VideoTrackableData,
 )
@@ -22,3 +28,10 @@ trackable.site.register(Video, VideoTrackableData)
 trackable.site.register(Player, PlayerTrackableData)
 trackable.site.register(Player, PlayerVisitData)
 trackable.site.register(Page, PageData)
+trackable.site.register(Story, StoryData)
+trackable.site.register(Story, StoryReferrers)
+trackable.site.register(Story, StorySearches)
+trackable.site.register(Story, StoryClients)
+
+# The built-in site-wide page counter (registered by the app itself when PageViewMiddleware is installed).
+trackable.site.register(Website, PageViews)

@@ -61,3 +61,22 @@ def total_impressions(article: Article) -> int:
 def latest_bucket(article: Article) -> str:
     row = ArticleTrackableData.objects.filter(object_id=article.pk).order_by("-collected_during").first()
     return "never" if row is None else row.collected_during.isoformat()
+
+
+class ArticleReferrers(trackable.TrackableTimeSeriesData):
+    # A breakdown (docs/breakdowns.rst): a built-in source and a custom one.
+    referrer = trackable.Dimension("referrer_host")
+    plan = trackable.Dimension(lambda request: request.GET.get("plan"), max_length=40, max_values=50)
+    reads = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+def referrer_of(row: ArticleReferrers) -> str:
+    assert_type(row.referrer, str)
+    return row.referrer
+
+
+def count_read_from(article: Article) -> bool:
+    return send_increment_message(None, article, "reads", dimensions={"referrer": "newsletter.example"})

@@ -6,6 +6,7 @@
     <form method="post" action="{% tracked_url article "click_throughs" %}">...</form>
     {% trackable_count article "impressions" days=7 %}
     {% trackable_chart article "impressions" days=30 %}
+    {% trackable_breakdown article "referrer" days=30 n=10 %}   (horizontal bars and a table)
 """
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ from django.utils.safestring import SafeString
 from trackable import charts, links, query
 from trackable.buckets import DAY
 
-__all__ = ["tracked_url", "beacon_url", "tracked_link", "trackable_beacon_script", "trackable_count", "trackable_chart"]
+__all__ = [
+    "tracked_url",
+    "beacon_url",
+    "tracked_link",
+    "trackable_beacon_script",
+    "trackable_count",
+    "trackable_chart",
+    "trackable_breakdown",
+]
 
 register = template.Library()
 
@@ -80,3 +89,11 @@ def trackable_chart(
     """Render the chart (inline SVG and table) of `field` for `obj` over the last `days` days."""
     return charts.chart_of(obj, field, days=days, granularity=granularity, title=title)
 
+
+
+@register.simple_tag
+def trackable_breakdown(
+    target: Any, dimension: str, field: str | None = None, days: int | None = None, n: int = 10, title: str | None = None
+) -> SafeString:
+    """Render the top `n` values of `dimension` (bars and a table) for an object, a queryset or a model."""
+    return charts.breakdown_chart_of(target, dimension, field, days=days, n=int(n), title=title)

@@ -9,10 +9,14 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from shop.models import Item, ItemHourlyData, ItemTrackableData
+from shop.models import Item, ItemBrowsers, ItemHourlyData, ItemReferrers, ItemTrackableData
 from trackable import messages, transport
 from trackable.messaging import process_messages
+from trackable.models import PageViews
 
+REFERRERS = ["google.com", "google.com", "news.ycombinator.com", "reddit.com", "duckduckgo.com", "", "", "(internal)"]
+CLIENTS = [("Chrome", "desktop"), ("Chrome", "desktop"), ("Firefox", "desktop"), ("Mobile Safari", "mobile"),
+           ("Chrome Mobile", "mobile"), ("Safari", "desktop")]
 ITEMS = [
     ("Iron sword", 120, "https://en.wikipedia.org/wiki/Sword"),
     ("Healing potion", 15, "https://en.wikipedia.org/wiki/Potion"),
@@ -38,7 +42,7 @@ class Command(BaseCommand):
         self._seed()
         result = process_messages(idle_timeout=0.2)
         self.stdout.write(f"Initial fold: {result}")
-        for model in (ItemTrackableData, ItemHourlyData):
+        for model in (ItemTrackableData, ItemHourlyData, ItemReferrers, ItemBrowsers, PageViews):
             self.stdout.write(f"  {model._meta.verbose_name_plural}: {model.objects.count()} rows")
         if options["no_server"]:
             return
@@ -69,14 +73,25 @@ class Command(BaseCommand):
         # Two weeks of past traffic, published with each event's own time so it lands in past buckets.
         rng = random.Random(7)
         now_ms = int(time.time() * 1000)
+        pages = []
         for item in items:
-            events = {"itemtrackabledata": [], "itemhourlydata": []}
+            events = {"itemtrackabledata": [], "itemhourlydata": [], "itemreferrers": [], "itembrowsers": []}
             for _ in range(rng.randint(150, 400)):
                 ts = now_ms - rng.randint(0, 14 * 86400 * 1000)
                 events["itemtrackabledata"].append(("shop.itemtrackabledata", "shop.item", item.pk, "views", 1, ts))
                 events["itemhourlydata"].append(("shop.itemhourlydata", "shop.item", item.pk, "visits", 1, ts))
+                referrer = {"referrer": rng.choice(REFERRERS)}
+                events["itemreferrers"].append(("shop.itemreferrers", "shop.item", item.pk, "views", 1, ts, {"d": referrer}))
+                browser, device = rng.choice(CLIENTS)
+                client = {"d": {"browser": browser, "device": device}}
+                events["itembrowsers"].append(("shop.itembrowsers", "shop.item", item.pk, "views", 1, ts, client))
+                page = ("trackable.pageviews", "trackable.website", 1, "views", 1, ts)
+                pages.append((*page, {"d": {"path": f"/items/{item.pk}"}}))
+                if rng.random() < 0.3:
+                    pages.append((*page, {"d": {"path": "/"}}))
                 if rng.random() < 0.1:
                     events["itemtrackabledata"].append(("shop.itemtrackabledata", "shop.item", item.pk, "purchases", 1, ts))
             for name, batch in events.items():
                 transport.publish(messages.build(batch), f"shop.{name}")
+        transport.publish(messages.build(pages), "trackable.pageviews")
         self.stdout.write(f"Seeded {len(items)} items and two weeks of traffic.")
