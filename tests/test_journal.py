@@ -4,6 +4,7 @@ Kills are real (SIGKILL of a subprocess), the broker and the database are the co
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -329,7 +330,10 @@ def test_past_the_cap_sends_are_refused_and_counted(scratch, caplog):
     assert 0 < accepted < 40 and size <= 2000
     assert journal.refused_count(folder) == 40 - accepted
     assert (status["refused_events"], status["backlog_bytes"], status["backlog_events"]) == (40 - accepted, size, accepted)
-    assert f"Refused {40 - accepted} tracking events: the journal holds over TRACKABLE_JOURNAL_MAX_BYTES" in caplog.text
+    # Logged once when refusing starts, with the refusals the relay had seen by then (all of them, unless
+    # it ticked between two of them on a loaded machine); refused.log above has every one.
+    logged = re.findall(r"Refused (\d+) tracking events: the journal holds over TRACKABLE_JOURNAL_MAX_BYTES", caplog.text)
+    assert len(logged) == 1 and 1 <= int(logged[0]) <= 40 - accepted
     assert journal.damaged_count(folder) == 0
 
 
