@@ -321,7 +321,10 @@ def test_past_the_cap_sends_are_refused_and_counted(scratch, caplog):
         accepted = sent.count(True)
         size = sum((folder / n).stat().st_size for n in segments(folder))
         deadline = time.monotonic() + 10
-        while journal.refused_count(folder) < 40 - accepted and time.monotonic() < deadline:
+        # The relay writes refused.log, then logs: wait for both (on a loaded machine one comes first).
+        while time.monotonic() < deadline and (
+            journal.refused_count(folder) < 40 - accepted or "tracking events: the journal holds over" not in caplog.text
+        ):
             time.sleep(0.05)
         from trackable.status import journal_status
 
