@@ -103,7 +103,13 @@ SESSION_KEYS = [f"zq{i:02d}sessionkey{'x' * 18}" for i in range(20)]
 def journal_text() -> str:
     """Return the bytes of every file of the journal folder, as text."""
     folder = Path(django_settings.TRACKABLE_JOURNAL_DIR)
-    return "\n".join(p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file())
+    texts = []
+    for path in folder.rglob("*"):
+        try:  # the relay renames its temporary files (a checkpoint, a new segment) as it goes
+            texts.append(path.read_bytes().decode("latin-1"))
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+    return "\n".join(texts)
 
 
 def database_text() -> str:
