@@ -109,10 +109,13 @@ class TrackableMessage(ABC):
                 raise ValueError(
                     f"The amount for {field!r} must be a non-zero integer within ±{messages.MAX_AMOUNT}, not {amount!r}."
                 )
+            checked = None  # the breakdowns of a parent mostly share its data model's limits (one object)
             for route in site.routes(type(obj), field, self.data_model):
-                problem = route.pk_limits.problem(pk)
-                if problem is not None:
-                    raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
+                if route.pk_limits is not checked:
+                    problem = route.pk_limits.problem(pk)
+                    if problem is not None:
+                        raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
+                    checked = route.pk_limits
                 event: tuple = (route.data_label, route.parent_label, pk, field, amount, ts)
                 if route.dimensions:
                     values = dimensions.values_for(self.request, route.dimensions, self.dimensions, computed)

@@ -52,6 +52,7 @@ class TrackableSite:
         self._registry: dict[type[models.Model], dict[type[models.Model], Any]] = {}
         self._routes: dict[tuple[type, str, type | None], Route] = {}
         self._all_routes: dict[tuple[type, str, type | None], tuple[Route, ...]] = {}
+        self._limits: dict[PkLimits, PkLimits] = {}
 
     # -- registration -------------------------------------------------------------------------
     def register(
@@ -215,8 +216,10 @@ class TrackableSite:
         from trackable.dimensions import source_of
 
         dimensions = tuple((f.name, source_of(f.source), f.max_length or 0) for f in dimension_fields(dm))
+        limits = pk_limits(model, dm)
+        limits = self._limits.setdefault(limits, limits)  # equal limits, one object: build() checks a pk once
         return Route(
-            dm, dm._meta.label_lower, model._meta.label_lower, field, pk_limits(model, dm), feeds_visitors(dm, field), dimensions
+            dm, dm._meta.label_lower, model._meta.label_lower, field, limits, feeds_visitors(dm, field), dimensions
         )
 
     # -- checks ------------------------------------------------------------------------------------
