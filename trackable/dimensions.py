@@ -23,6 +23,8 @@ Source = Callable[[HttpRequest], Any]
 INTERNAL = "(internal)"  # the referrer of a visit that came from a page of the same site
 UA_CACHE_SIZE = 4096  # user agents whose parse is kept per process
 MAX_SOURCE_CHARS = 2000  # characters of a header looked at (a referrer, a query string value)
+REFERRER_CACHE_SIZE = 2048  # parsed referrers kept per process (those of at most REFERRER_CACHE_CHARS characters)
+REFERRER_CACHE_CHARS = 500
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _LANGUAGE = re.compile(r"[a-z]{1,8}")
@@ -73,13 +75,19 @@ def _referrer(request: HttpRequest) -> tuple[str, str, str] | None:
     cached = getattr(request, "_trackable_referrer", None)
     if cached is not None and cached[0] is raw:
         return cached[1]
-    found = _parse_referrer(raw)
+    found = _parse_referrer_cached(raw) if len(raw) <= REFERRER_CACHE_CHARS else _parse_referrer(raw)
     request._trackable_referrer = (raw, found)  # type: ignore[attr-defined]  # three sources read it
     return found
 
 
 _SCHEMES = ("http", "https", "android-app")
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9.-]+")
+
+
+@lru_cache(maxsize=REFERRER_CACHE_SIZE)
+def _parse_referrer_cached(raw: str) -> tuple[str, str, str] | None:
+    """Return _parse_referrer(raw), kept per process: a site's referrers repeat (search pages, links)."""
+    return _parse_referrer(raw)
 
 
 def _parse_referrer(raw: str) -> tuple[str, str, str] | None:
