@@ -53,6 +53,8 @@ TEMPLATES = [
     }
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+if django.VERSION >= (6, 1):  # Django 6.1's mail configuration (the test runner swaps in its memory backend)
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 STATIC_URL = "/static/"
 
 DATABASES: dict[str, dict[str, Any]]

@@ -265,6 +265,8 @@ def test_identical_keys_are_summed_per_minute_keeping_the_minutes_first_time():
     ]
 
 
+# Forking a process whose relay thread runs is the point (gunicorn --preload, Celery prefork): Python 3.12+ warns.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_sends_through_its_own_segment():
     article = Article.objects.create(title="a")
     with override_settings(TRACKABLE_JOURNAL_RELAY_INTERVAL=3600):

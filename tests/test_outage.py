@@ -7,6 +7,7 @@ import logging
 import os
 import time
 
+import django
 import pytest
 from django.conf import settings as django_settings
 from django.core import mail
@@ -20,6 +21,9 @@ from tests.testapp.models import Article, ArticleTrackableData
 from trackable import outage, relay, transport
 from trackable.exceptions import TrackableConnectionError
 from trackable.messaging import send_increment_message
+
+# Django 6.1 takes ADMINS as addresses and deprecates (name, address) pairs; earlier releases need the pairs.
+ADMINS = ["ops@example.com"] if django.VERSION >= (6, 1) else [("Ops", "ops@example.com")]
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +73,7 @@ def wait_relayed(timeout: float = 20.0) -> None:
 def test_the_journal_keeps_an_outage_and_relays_it_with_one_mail(client, proxy, caplog):
     article = Article.objects.create(title="a")
     caplog.set_level(logging.WARNING, logger="trackable")
-    with through(proxy, TRACKABLE_JOURNAL_RELAY_INTERVAL=0.05, ADMINS=[("Ops", "ops@example.com")]):
+    with through(proxy, TRACKABLE_JOURNAL_RELAY_INTERVAL=0.05, ADMINS=ADMINS):
         assert client.get(f"/articles/{article.pk}/").content == f"{article.pk} sent=True".encode()
         wait_relayed()
         proxy.cut()
@@ -102,7 +106,7 @@ def test_the_journal_keeps_an_outage_and_relays_it_with_one_mail(client, proxy, 
 
 def test_direct_publish_views_keep_answering_with_capture(client, proxy, caplog):
     article = Article.objects.create(title="a")
-    with through(proxy, TRACKABLE_JOURNAL=False, TRACKABLE_CAPTURE_CONNECTION_ERRORS=True, ADMINS=[("Ops", "ops@example.com")]):
+    with through(proxy, TRACKABLE_JOURNAL=False, TRACKABLE_CAPTURE_CONNECTION_ERRORS=True, ADMINS=ADMINS):
         assert client.get(f"/articles/{article.pk}/").content == f"{article.pk} sent=True".encode()
         proxy.cut()
         responses = [client.get(f"/articles/{article.pk}/") for _ in range(30)]

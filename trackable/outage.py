@@ -89,8 +89,7 @@ def _mail_admins(error: str, interval: float, kept: bool) -> None:
             return
     except Exception:  # noqa: BLE001 - a broken cache must not stop the mail
         logger.exception("Could not reach the cache to de-duplicate the outage mail.")
-    mail_admins(
-        "Tracking broker unreachable",
+    body = (
         f"django-trackable could not publish to its broker: {error}\n\n"
         + (
             "Views keep answering; events wait in the trackable journal and are relayed when the broker is back "
@@ -99,6 +98,9 @@ def _mail_admins(error: str, interval: float, kept: bool) -> None:
             else "Views keep answering; without the journal (TRACKABLE_JOURNAL = False) events are lost until the "
             "broker is back. "
         )
-        + f"You will not be mailed about this again for {interval:g} seconds.",
-        fail_silently=True,
+        + f"You will not be mailed about this again for {interval:g} seconds."
     )
+    try:  # not fail_silently=True: Django 6.1 deprecates it
+        mail_admins("Tracking broker unreachable", body)
+    except Exception:  # noqa: BLE001 - a mail server that fails must not stop the notifier
+        logger.exception("Could not mail ADMINS about the broker outage.")
