@@ -167,3 +167,20 @@ def test_relay_command_during_and_after_an_outage(proxy, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "Relayed 3 events; 0 bytes left in the journal; 0 files set aside."
     fold_direct()
     assert ArticleTrackableData.objects.get().impressions == 3
+
+
+@pytest.mark.no_broker
+def test_a_mail_server_that_fails_is_logged_and_the_notifier_goes_on(monkeypatch, caplog):
+    import smtplib
+
+    from django.core import mail as django_mail
+
+    def refuse(*args, **kwargs):
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+    cache.clear()
+    monkeypatch.setattr(django_mail, "mail_admins", refuse)
+    with caplog.at_level(logging.ERROR, logger="trackable"):
+        outage._mail_admins("connection refused", 3600, True)  # no exception escapes
+    assert [r.getMessage() for r in caplog.records] == ["Could not mail ADMINS about the broker outage."]
+    assert "Connection unexpectedly closed" in caplog.text
