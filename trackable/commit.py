@@ -114,11 +114,16 @@ def _upsert(fresh: list, db: str) -> int:
             from trackable.cardinality import cap_values
 
             rows = cap_values(connection, dm, rows)
-        count += upsert_increments(connection, dm, rows)
-        if dm in visits:  # the upsert created and locked the rows: now union their visitor sketches
-            from trackable.sketches import merge_visits
+        if dm in visits:
+            from trackable import sketches
 
-            merge_visits(connection, dm, visits[dm])
+            if sketches.folds_in_one_pass(connection, dm):  # counters and sketches in one write per row
+                count += sketches.upsert_with_visits(connection, dm, rows, visits[dm])
+                continue
+            count += upsert_increments(connection, dm, rows)
+            sketches.merge_visits(connection, dm, visits[dm])  # the upsert created and locked the rows
+            continue
+        count += upsert_increments(connection, dm, rows)
     return count
 
 
