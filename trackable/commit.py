@@ -97,15 +97,20 @@ def _upsert(fresh: list, db: str) -> int:
     if not fresh:
         return 0
     totals: dict[type[models.Model], dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
-    visits: dict[type[models.Model], dict[tuple, set]] = defaultdict(lambda: defaultdict(set))
+    # {data model: {row key: {counter: visitor hashes}}}
+    visits: dict[type[models.Model], dict[tuple, dict[str, set[str]]]] = defaultdict(lambda: defaultdict(dict))
     for _, _, rows in fresh:
         for dm, key, field_name, amount, visitor in rows:
             totals[dm][key][field_name] += amount
             if visitor is not None and amount > 0 and unique_fields(dm):
-                if isinstance(visitor, str):
-                    visits[dm][key].add((field_name, visitor))
+                by_counter = visits[dm][key]
+                hashes = by_counter.get(field_name)
+                if hashes is None:
+                    hashes = by_counter[field_name] = set()
+                if type(visitor) is str:
+                    hashes.add(visitor)
                 else:  # the relay's form: the distinct visitors of a batch's counter, object and minute
-                    visits[dm][key].update((field_name, v) for v in visitor)
+                    hashes.update(visitor)
     connection = connections[db]
     count = 0
     for dm in sorted(totals, key=lambda m: m._meta.label_lower):

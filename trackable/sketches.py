@@ -125,10 +125,11 @@ def relative_error(lg_k: int = DEFAULT_LG_K, unioned: bool = True) -> float:
     return abs(require().hll_sketch.get_rel_err(True, unioned, lg_k, CONFIDENCE_STDDEVS))
 
 
-def merge_visits(connection: BaseDatabaseWrapper, model: type[models.Model], visits: dict[tuple, set[tuple[str, str]]]) -> int:
-    """Union the visitors of a batch ({row key: {(counter, visitor hash)}}) into the rows; return rows changed.
+def merge_visits(connection: BaseDatabaseWrapper, model: type[models.Model], visits: dict[tuple, dict[str, set[str]]]) -> int:
+    """Union the visitors of a batch ({row key: {counter: visitor hashes}}) into the rows; return rows changed.
 
-    Call it inside the fold's transaction, after the counter upsert created the rows.
+    Call it inside the fold's transaction, after the counter upsert created the rows (where the fold
+    does not write both at once: see upsert_with_visits).
     """
     from trackable.models import TrackableTimeSeriesData
 
@@ -136,12 +137,25 @@ def merge_visits(connection: BaseDatabaseWrapper, model: type[models.Model], vis
     if not fields or not visits or not issubclass(model, TrackableTimeSeriesData):
         return 0  # trackable.E040 reports a UniqueVisitors field on a data model without buckets
     updates: dict[tuple, dict[str, Any]] = {}
-    for key, pairs in visits.items():
-        for field in fields:
-            hashes = {visitor for counter, visitor in pairs if field.counts(counter)}
-            if hashes:
-                updates.setdefault(key, {})[field.attname] = new_sketch(hashes, field.lg_k)
+    for key, sketches in _batch_sketches(fields, visits).items():
+        updates[key] = {f.attname: s for f, s in zip(fields, sketches, strict=True) if s is not None}
     return merge_sketches(connection, model, updates)
+
+
+def _batch_sketches(fields: tuple, visits: dict[tuple, dict[str, set[str]]]) -> dict[tuple, list[Any]]:
+    """Return {row key: [a sketch of the batch's visitors, or None, per field]} for the keys some field counts."""
+    out: dict[tuple, list[Any]] = {}
+    for key, by_counter in visits.items():
+        row: list[Any] = []
+        for field in fields:
+            sets = [hashes for counter, hashes in by_counter.items() if field.counts(counter)]
+            if not sets:
+                row.append(None)
+                continue
+            row.append(new_sketch(sets[0] if len(sets) == 1 else set().union(*sets), field.lg_k))
+        if any(sketch is not None for sketch in row):
+            out[key] = row
+    return out
 
 
 def merge_sketches(connection: BaseDatabaseWrapper, model: type[models.Model], updates: dict[tuple, dict[str, Any]]) -> int:
@@ -192,7 +206,7 @@ def upsert_with_visits(
     connection: BaseDatabaseWrapper,
     model: type[models.Model],
     totals: dict[tuple, dict[str, int]],
-    visits: dict[tuple, set[tuple[str, str]]],
+    visits: dict[tuple, dict[str, set[str]]],
 ) -> int:
     """Add `totals` to `model`'s rows and union `visits` into their sketches, writing each row once; return the row count.
 
@@ -212,14 +226,7 @@ def upsert_with_visits(
     from trackable.upsert import _sort_key
 
     fields = unique_fields(model)
-    fresh: dict[tuple, list[Any]] = {}
-    for key, pairs in visits.items():
-        row: list[Any] = []
-        for field in fields:
-            hashes = {visitor for counter, visitor in pairs if field.counts(counter)}
-            row.append(new_sketch(hashes, field.lg_k) if hashes else None)
-        if any(sketch is not None for sketch in row):
-            fresh[key] = row
+    fresh = _batch_sketches(fields, visits)
     table = _OnePass(connection, model, fields)
     keys = sorted(totals, key=_sort_key)
     with binary_cursor(connection) as cursor:
