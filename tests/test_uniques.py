@@ -235,6 +235,25 @@ def test_a_unique_field_of_some_counters_counts_only_their_visitors():
     assert uniques.uniques(page, "sharers").estimate == 1
 
 
+def test_a_decrement_in_a_batch_with_visitors_stops_at_zero_on_new_and_existing_rows():
+    page = Page.objects.create(path="/a")
+    day2 = NOON + timedelta(days=1)
+    event = ["testapp.pagedata", "testapp.page", page.pk]
+    publish_raw(messages.build([[*event, "shares", 2, ts(NOON), {"u": "0000000000000001"}]]), "testapp.pagedata")
+    fold(PageData)
+    publish_raw(messages.build([
+        [*event, "shares", -5, ts(NOON)],  # 2 - 5: the existing row's counter stops at 0
+        [*event, "views", 1, ts(NOON), {"u": "0000000000000002"}],
+        [*event, "shares", -1, ts(day2)],  # a new row: 0, not -1
+        [*event, "views", 1, ts(day2), {"u": "0000000000000003"}],
+    ]), "testapp.pagedata")
+    assert fold(PageData).malformed == 0
+    rows = sorted(PageData.objects.values_list("collected_during", "views", "shares"))
+    assert rows == [(NOON.replace(hour=0), 1, 0), (day2.replace(hour=0), 1, 0)]
+    assert uniques.uniques(page, "visitors").estimate == 3
+    assert uniques.uniques(page, "sharers").estimate == 1
+
+
 def test_a_redelivered_message_changes_no_estimate():
     page = Page.objects.create(path="/a")
     hashes = [visitors.visitor_hash(None, f"user:{i}") for i in range(20)]
