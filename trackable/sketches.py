@@ -9,12 +9,15 @@ smaller HLL_4: a year of dense daily sketches unions about nine times faster (HL
 exceptions table that every deserialization rebuilds). A row's sketch is its compact serialization:
 4 bytes per visitor while there are few, at most ``2**lg_k * 3 / 4 + 40`` bytes (3 113 at lg_k 12).
 
-Folding merges a batch's visitors into the rows *after* the counter upsert of the same transaction:
-that upsert created every row and holds its lock (PostgreSQL, MySQL; SQLite writes one transaction at
-a time), and the sketches are then read ``FOR UPDATE``, unioned and written back. A second worker
-folding the same rows waits for the commit and unions onto the committed sketch, so no update is
-lost; a union is idempotent, so a redelivered message (also guarded by the ledger) or a re-run rollup
-cannot inflate a count.
+Folding merges a batch's visitors into the rows in the transaction of its counters, and only reads a
+sketch it holds the lock of. On PostgreSQL and SQLite (upsert_with_visits) one INSERT in key order
+creates the missing rows with their counters and sketches and locks the existing ones without writing
+them; their sketches are then read, unioned, and written with their counters by one UPDATE: one write
+per row. Elsewhere (MySQL/MariaDB, a breakdown: merge_visits) the counter upsert creates and locks the
+rows and the sketches are then read ``FOR UPDATE``, unioned and written back. Either way a second
+worker folding the same rows waits for the commit and unions onto the committed sketch, so no update
+is lost; a union is idempotent, so a redelivered message (also guarded by the ledger) or a re-run
+rollup cannot inflate a count.
 """
 from __future__ import annotations
 
