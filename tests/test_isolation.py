@@ -140,6 +140,32 @@ def test_a_sum_that_would_overflow_a_counter_is_set_aside_with_the_fix_and_repla
     assert drain_dead_letters() == []
 
 
+def test_an_overflow_with_visitors_is_set_aside_and_its_visitors_with_it():
+    """The fold writing counters and sketches in one pass isolates a refused message like the plain upsert:
+    a new row's overflow (refused by the INSERT) and an existing row's (by the UPDATE) alike."""
+    from tests.testapp.models import Page, PageData
+    from trackable import uniques
+
+    a, b = Page.objects.create(path="/a"), Page.objects.create(path="/b")
+    most = 2**31 - 1
+
+    def visit(page, amount, visitor):
+        return messages.build([("testapp.pagedata", "testapp.page", page.pk, "views", amount, TS, {"u": visitor})])
+
+    publish_raw(visit(a, most, "000000000000000a"), "testapp.pagedata")
+    publish_raw(visit(b, 3, "000000000000000b"), "testapp.pagedata")
+    publish_raw(visit(a, most, "000000000000000c"), "testapp.pagedata")  # the row would hold 2**32 - 2
+    publish_raw(visit(b, 4, "000000000000000d"), "testapp.pagedata")
+
+    result = fold()
+
+    assert (result.messages, result.events, result.malformed) == (3, 3, 1)
+    assert sorted(PageData.objects.values_list("object_id", "views")) == [(a.pk, most), (b.pk, 7)]
+    assert [uniques.uniques(p, "visitors").estimate for p in (a, b)] == [1, 2]  # not the refused one's visitor
+    (reason,) = errors()
+    assert reason.startswith("adding 2147483647 to PageData.views would exceed PositiveIntegerField's maximum"), reason
+
+
 def put_dead_letters(dead):
     conn = transport.connection()
     try:

@@ -235,6 +235,25 @@ def test_a_unique_field_of_some_counters_counts_only_their_visitors():
     assert uniques.uniques(page, "sharers").estimate == 1
 
 
+def test_a_decrement_in_a_batch_with_visitors_stops_at_zero_on_new_and_existing_rows():
+    page = Page.objects.create(path="/a")
+    day2 = NOON + timedelta(days=1)
+    event = ["testapp.pagedata", "testapp.page", page.pk]
+    publish_raw(messages.build([[*event, "shares", 2, ts(NOON), {"u": "0000000000000001"}]]), "testapp.pagedata")
+    fold(PageData)
+    publish_raw(messages.build([
+        [*event, "shares", -5, ts(NOON)],  # 2 - 5: the existing row's counter stops at 0
+        [*event, "views", 1, ts(NOON), {"u": "0000000000000002"}],
+        [*event, "shares", -1, ts(day2)],  # a new row: 0, not -1
+        [*event, "views", 1, ts(day2), {"u": "0000000000000003"}],
+    ]), "testapp.pagedata")
+    assert fold(PageData).malformed == 0
+    rows = sorted(PageData.objects.values_list("collected_during", "views", "shares"))
+    assert rows == [(NOON.replace(hour=0), 1, 0), (day2.replace(hour=0), 1, 0)]
+    assert uniques.uniques(page, "visitors").estimate == 3
+    assert uniques.uniques(page, "sharers").estimate == 1
+
+
 def test_a_redelivered_message_changes_no_estimate():
     page = Page.objects.create(path="/a")
     hashes = [visitors.visitor_hash(None, f"user:{i}") for i in range(20)]
@@ -432,7 +451,8 @@ def test_the_fold_moves_sketches_as_bytes_and_a_second_fold_unions_onto_the_stor
     with connection.execute_wrapper(spy):
         fold(PageData)
     assert uniques.uniques(page, "visitors") == sketches.Estimate(50, 50, 50)
-    assert [verb for verb, _ in sketch_queries] == ["SELECT", "UPDATE"]  # read locked, unioned, written back
+    # Pass 1 finds the row and locks it, pass 2 reads its sketch, pass 3 writes counters and union at once.
+    assert [verb for verb, _ in sketch_queries] == ["INSERT", "SELECT", "UPDATE"]
     if connection.vendor == "postgresql":
         import psycopg
 
@@ -449,17 +469,18 @@ def test_visitors_a_dense_sketch_already_holds_leave_the_row_unwritten():
     publish_raw(messages.build([[*event, {"u": h}] for h in hashes]), "testapp.pagedata")
     fold(PageData)
     before = uniques.uniques(page, "visitors")
-    verbs = []
+    statements = []
 
     def spy(execute, sql, params, many, context):
-        if '"visitors"' in sql:
-            verbs.append(sql.split()[0])
+        if '"testapp_pagedata"' in sql:
+            statements.append((sql.split()[0], '"visitors" = ' in sql))
         return execute(sql, params, many, context)
 
     publish_raw(messages.build([[*event, {"u": hashes[7]}], [*event, {"u": hashes[9]}]]), "testapp.pagedata")
     with connection.execute_wrapper(spy):
         fold(PageData)
-    assert verbs == ["SELECT"]  # read (locked), unioned, found unchanged: no UPDATE
+    # Locked by the upsert, read, unioned, found unchanged: the UPDATE writes the counters, not the sketch.
+    assert statements == [("INSERT", False), ("SELECT", False), ("UPDATE", False)]
     assert PageData.objects.get().views == 3002
     assert uniques.uniques(page, "visitors") == before
     assert before.lower <= 3000 <= before.upper

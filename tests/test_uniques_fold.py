@@ -95,6 +95,94 @@ def test_two_workers_killed_after_commits_give_the_estimate_of_one_clean_fold(tm
         assert abs(uniques.uniques(page, "visitors").estimate - truth) <= sketches.relative_error() * truth
 
 
+def fold_at_once(monkeypatch, first_keys: list, second_keys: list, first_visitors: set, second_visitors: set) -> float:
+    """Fold visitors into `first_keys`, pausing for a second after its rows are created or locked (before
+    it reads a sketch); meanwhile fold visitors into `second_keys`. Return how long the second waited.
+
+    Each adds 5 (first) or 7 (second) views per row.
+    """
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    wrote, release, failures = threading.Event(), threading.Event(), []
+    read = sketches._OnePass.read
+
+    def pause() -> None:
+        if threading.current_thread() is thread and not wrote.is_set():
+            wrote.set()
+            release.wait(30)
+
+    def paused_read(self, *args):
+        pause()
+        return read(self, *args)
+
+    monkeypatch.setattr(sketches._OnePass, "read", paused_read)
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                sketches.upsert_with_visits(connections["default"], PageData, {k: {"views": 5} for k in first_keys},
+                                            {k: {"views": set(first_visitors)} for k in first_keys})
+                pause()  # a fold that created every row reads nothing: it pauses before its commit
+        except Exception as err:  # reported by the main thread
+            failures.append(err)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert wrote.wait(30), failures
+    timer = threading.Timer(1.0, release.set)
+    timer.start()
+    started = time.monotonic()
+    with transaction.atomic():
+        sketches.upsert_with_visits(connection, PageData, {k: {"views": 7} for k in second_keys},
+                                    {k: {"views": set(second_visitors)} for k in second_keys})
+    waited = time.monotonic() - started
+    thread.join(30)
+    timer.join()
+    monkeypatch.undo()
+    assert failures == []
+    return waited
+
+
+@pytest.mark.no_broker
+@pytest.mark.django_db(transaction=True)
+def test_a_fold_of_the_same_rows_waits_for_the_first_commit_and_unions_onto_it(monkeypatch):
+    """Two folds write visitors into the same rows at once: a row that exists, then one that neither saw.
+
+    The second waits for the first one's commit (PostgreSQL: the rows the first created or locked;
+    SQLite: its write lock), then reads the committed sketches and unions onto them: no visitor is lost.
+    """
+    from datetime import timedelta
+
+    from django.contrib.contenttypes.models import ContentType
+
+    page = Page.objects.create(path="/both")
+    ct = ContentType.objects.get_for_model(Page).pk
+    day1, day2, day3 = (NOON.replace(hour=0) + timedelta(days=d) for d in range(3))
+    PageData.objects.create(content_type_id=ct, object_id=page.pk, collected_during=day1, views=10,
+                            visitors=sketches.new_sketch(f"{i:016x}" for i in range(10)).serialize_compact())
+    first = {f"{i:016x}" for i in range(5, 25)}
+    second = {f"{i:016x}" for i in range(20, 40)}
+    # The existing row alone: the second fold must not read its sketch before the first one commits.
+    keys = [(ct, page.pk, day1), (ct, page.pk, day2)]
+    assert fold_at_once(monkeypatch, keys, [(ct, page.pk, day1)], first, second) >= 0.9
+    # A row created by the first while the second inserts it too.
+    assert fold_at_once(monkeypatch, [(ct, page.pk, day3)], [(ct, page.pk, day3)], first, second) >= 0.9
+    rows = dict(PageData.objects.filter(object_id=page.pk).values_list("collected_during", "views"))
+    assert rows == {day1: 22, day2: 5, day3: 12}
+
+    def visitors_on(day):
+        return uniques.uniques(page, "visitors", day, day + timedelta(days=1))
+
+    assert visitors_on(day1) == sketches.Estimate(40, 40, 40)  # 0-9 stored, 5-24 first, 20-39 second
+    assert visitors_on(day2) == sketches.Estimate(20, 20, 20)
+    assert visitors_on(day3) == sketches.Estimate(35, 35, 35)
+
+
 # -- privacy ---------------------------------------------------------------------------------------
 
 IPS = [f"198.51.100.{i}" for i in range(1, 41)]

@@ -97,15 +97,20 @@ def _upsert(fresh: list, db: str) -> int:
     if not fresh:
         return 0
     totals: dict[type[models.Model], dict[tuple, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
-    visits: dict[type[models.Model], dict[tuple, set]] = defaultdict(lambda: defaultdict(set))
+    # {data model: {row key: {counter: visitor hashes}}}
+    visits: dict[type[models.Model], dict[tuple, dict[str, set[str]]]] = defaultdict(lambda: defaultdict(dict))
     for _, _, rows in fresh:
         for dm, key, field_name, amount, visitor in rows:
             totals[dm][key][field_name] += amount
             if visitor is not None and amount > 0 and unique_fields(dm):
-                if isinstance(visitor, str):
-                    visits[dm][key].add((field_name, visitor))
+                by_counter = visits[dm][key]
+                hashes = by_counter.get(field_name)
+                if hashes is None:
+                    hashes = by_counter[field_name] = set()
+                if type(visitor) is str:
+                    hashes.add(visitor)
                 else:  # the relay's form: the distinct visitors of a batch's counter, object and minute
-                    visits[dm][key].update((field_name, v) for v in visitor)
+                    hashes.update(visitor)
     connection = connections[db]
     count = 0
     for dm in sorted(totals, key=lambda m: m._meta.label_lower):
@@ -114,11 +119,16 @@ def _upsert(fresh: list, db: str) -> int:
             from trackable.cardinality import cap_values
 
             rows = cap_values(connection, dm, rows)
-        count += upsert_increments(connection, dm, rows)
-        if dm in visits:  # the upsert created and locked the rows: now union their visitor sketches
-            from trackable.sketches import merge_visits
+        if dm in visits:
+            from trackable import sketches
 
-            merge_visits(connection, dm, visits[dm])
+            if sketches.folds_in_one_pass(connection, dm):  # counters and sketches in one write per row
+                count += sketches.upsert_with_visits(connection, dm, rows, visits[dm])
+                continue
+            count += upsert_increments(connection, dm, rows)
+            sketches.merge_visits(connection, dm, visits[dm])  # the upsert created and locked the rows
+            continue
+        count += upsert_increments(connection, dm, rows)
     return count
 
 

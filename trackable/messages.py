@@ -164,6 +164,31 @@ def _parse_event(index: int, raw: Any) -> Event:
             and (data_label, parent_label, field) in _checked_names
         ):
             return Event(data_label, parent_label, pk, field, amount, ts_ms, None)
+    elif type(raw) is list and len(raw) == 7:  # the same, with a visitor hash or the relay's list of them
+        data_label, parent_label, pk, field, amount, ts_ms, extras = raw
+        if (
+            type(pk) is int
+            and type(amount) is int
+            and type(ts_ms) is int
+            and type(data_label) is str
+            and type(parent_label) is str
+            and type(field) is str
+            and 0 < abs(amount) <= MAX_AMOUNT
+            and MIN_TS_MS <= ts_ms < MAX_TS_MS
+            and (data_label, parent_label, field) in _checked_names
+            and type(extras) is dict
+            and len(extras) == 1
+        ):
+            visitor = extras.get("u")
+            if type(visitor) is str:
+                if _VISITOR.fullmatch(visitor):
+                    return Event(data_label, parent_label, pk, field, amount, ts_ms, extras)
+            elif (
+                type(visitor) is list
+                and 0 < len(visitor) <= MAX_VISITORS
+                and all(type(v) is str and _VISITOR.fullmatch(v) for v in visitor)
+            ):
+                return Event(data_label, parent_label, pk, field, amount, ts_ms, extras)
     if not isinstance(raw, list) or len(raw) not in (6, 7):
         raise MalformedMessage(f"event {index} is not a list of 6 items (7 with extras)")
     extras = _parse_extras(index, raw[6]) if len(raw) == 7 else None
