@@ -22,8 +22,8 @@ from trackable import outage, relay, transport
 from trackable.exceptions import TrackableConnectionError
 from trackable.messaging import send_increment_message
 
-# Django 6.1 takes ADMINS as addresses and deprecates (name, address) pairs; earlier releases need the pairs.
-ADMINS = ["ops@example.com"] if django.VERSION >= (6, 1) else [("Ops", "ops@example.com")]
+# Django 6.0 takes ADMINS as addresses and deprecates (name, address) pairs; 5.2 needs the pairs.
+ADMINS = ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
 
 pytestmark = pytest.mark.django_db
 
