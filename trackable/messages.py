@@ -150,8 +150,8 @@ def _parse_extras(index: int, raw: Any) -> dict[str, Any]:
 def _parse_event(index: int, raw: Any) -> Event:
     # The common event (exact types, names seen before, values in range) passes the same checks as below
     # in one expression; anything else takes the long way, which names what is wrong.
-    if type(raw) is list and len(raw) == 6:
-        data_label, parent_label, pk, field, amount, ts_ms = raw
+    if type(raw) is list and 6 <= len(raw) <= 7:
+        data_label, parent_label, pk, field, amount, ts_ms = raw[:6]
         if (
             type(pk) is int
             and type(amount) is int
@@ -163,23 +163,10 @@ def _parse_event(index: int, raw: Any) -> Event:
             and MIN_TS_MS <= ts_ms < MAX_TS_MS
             and (data_label, parent_label, field) in _checked_names
         ):
-            return Event(data_label, parent_label, pk, field, amount, ts_ms, None)
-    elif type(raw) is list and len(raw) == 7:  # the same, with a visitor hash or the relay's list of them
-        data_label, parent_label, pk, field, amount, ts_ms, extras = raw
-        if (
-            type(pk) is int
-            and type(amount) is int
-            and type(ts_ms) is int
-            and type(data_label) is str
-            and type(parent_label) is str
-            and type(field) is str
-            and 0 < abs(amount) <= MAX_AMOUNT
-            and MIN_TS_MS <= ts_ms < MAX_TS_MS
-            and (data_label, parent_label, field) in _checked_names
-            and type(extras) is dict
-            and len(extras) == 1
-        ):
-            visitor = extras.get("u")
+            if len(raw) == 6:
+                return Event(data_label, parent_label, pk, field, amount, ts_ms, None)
+            extras = raw[6]  # the short path takes one visitor hash or the relay's list of them
+            visitor = extras.get("u") if type(extras) is dict and len(extras) == 1 else None
             if type(visitor) is str:
                 if _VISITOR.fullmatch(visitor):
                     return Event(data_label, parent_label, pk, field, amount, ts_ms, extras)
