@@ -634,3 +634,53 @@ def test_a_send_too_large_for_one_record_raises_at_the_call():
         Huge(None, Article(pk=49)).send()
     assert str(err.value).startswith("One send carries 5000 events (")
     assert str(err.value).endswith("bytes); the journal takes at most 262144 bytes per send: send them in several calls.")
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [("testapp.articletrackabledata", "testapp.article", 7, "impressions", 1, 1_700_000_000_123)],
+        [("testapp.articletrackabledata", "testapp.article", -2**63, "impressions", -3, 0)],
+        [("testapp.articletrackabledata", "testapp.article", "a\"b\\c\u00e9\n", "impressions", 1, 5)],  # a str pk
+        [("testapp.vues", "testapp.article", 7, "vu\u00e9s", 1, 5)],  # a non-ASCII field name: escaped
+        [("testapp.storyreferrers", "testapp.story", 7, "views", 1, 5, {"d": {"referrer": "x\"y"}})],
+        [["testapp.articletrackabledata", "testapp.article", 7, "impressions", 1, 5]],  # a list
+        [("testapp.articletrackabledata", "testapp.article", 7, "impressions", 1, 5)] * 3,
+    ],
+)
+def test_a_record_carries_exactly_the_json_of_its_events(events):
+    record = journal.encode(events)
+    length, crc = journal.HEADER.unpack_from(record)
+    payload = record[journal.HEADER.size :]
+    assert len(payload) == length
+    assert payload == json.dumps(events, separators=(",", ":")).encode("ascii")
+    assert json.loads(payload) == [list(e) for e in events]
+
+
+def test_records_the_journal_never_writes_are_read_as_json_reads_them(scratch):
+    import zlib
+
+    def record(payload: bytes) -> bytes:
+        return journal.HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+    one = b'[["testapp.articletrackabledata","testapp.article",1,"impressions",1,5]]'
+    spaced = b' [ ["testapp.articletrackabledata", "testapp.article", 2, "impressions", 1, 5] ] '
+    utf8 = '[["testapp.articletrackabledata","testapp.article","\u00e9",  "impressions",1,5]]'.encode()
+    # Two records that are not lists of events alone but would be inside one joined array.
+    split = [b'[["testapp.articletrackabledata","testapp.article",3,"impressions",1,5]],[', b"1]"]
+    def read(*records: bytes) -> tuple[list, int, str | None]:
+        path = scratch / "records.seg"
+        path.write_bytes(b"".join(records))
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return journal.read_records(fd, 0, 10_000)
+        finally:
+            os.close(fd)
+
+    events, end, problem = read(record(one), record(spaced), record(one), record(split[0]), record(split[1]))
+    assert [e[2] for e in events] == [1, 2, 1]
+    bad_at = len(record(one) + record(spaced) + record(one))
+    assert (end, problem) == (bad_at, f"the record at byte {bad_at} is not a list of events")
+    events, end, problem = read(record(one), record(utf8), record(one))
+    assert [e[2] for e in events] == [1, "\u00e9", 1]
+    assert (end, problem) == (len(record(one) + record(utf8) + record(one)), None)

@@ -111,7 +111,7 @@ class TrackableMessage(ABC):
                 )
             checked = None  # the breakdowns of a parent mostly share its data model's limits (one object)
             for route in site.routes(type(obj), field, self.data_model):
-                if route.pk_limits is not checked:
+                if route.pk_limits is not checked and not (type(pk) is int and route.int_low <= pk <= route.int_high):
                     problem = route.pk_limits.problem(pk)
                     if problem is not None:
                         raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
@@ -145,6 +145,8 @@ class TrackableMessage(ABC):
         if not grouped:
             return False
         if settings.JOURNAL:
+            if len(grouped) == 1:  # one data model (most sends): its list as it is
+                return relay.append(next(iter(grouped.values())))
             return relay.append([event for events in grouped.values() for event in events])
         return delivery.deliver_grouped(grouped)
 
@@ -152,8 +154,23 @@ class TrackableMessage(ABC):
 class IncrementMessage(TrackableMessage):
     """Add `amount` (default 1; negative to subtract) to one counter field."""
 
-    def __init__(self, request: HttpRequest | None, obj: models.Model, field: str, amount: int = 1, **kwargs: Any):
-        super().__init__(request, obj, **kwargs)
+    def __init__(
+        self,
+        request: HttpRequest | None,
+        obj: models.Model,
+        field: str,
+        amount: int = 1,
+        *,
+        data_model: type[models.Model] | None = None,
+        visitor: Any = None,
+        dimensions: Mapping[str, Any] | None = None,
+    ):
+        # The base's attributes set here, not through super().__init__(**kwargs): this runs once per request.
+        self.request = request
+        self.obj = obj
+        self.data_model = data_model
+        self.visitor = visitor
+        self.dimensions = dimensions
         self.field = field
         self.amount = amount
 

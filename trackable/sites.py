@@ -41,6 +41,9 @@ class Route:
     feeds_visitors: bool = False  # an increment also feeds a UniqueVisitors field (its event carries the visitor)
     # A breakdown's dimensions: (field name, source callable, max_length); empty for a plain data model.
     dimensions: tuple[tuple[str, Any, int], ...] = ()
+    # The integer pks every check passes (PkLimits.int_range; an empty range when ints need a full check).
+    int_low: int = 1
+    int_high: int = 0
 
 
 class TrackableSite:
@@ -218,8 +221,10 @@ class TrackableSite:
         dimensions = tuple((f.name, source_of(f.source), f.max_length or 0) for f in dimension_fields(dm))
         limits = pk_limits(model, dm)
         limits = self._limits.setdefault(limits, limits)  # equal limits, one object: build() checks a pk once
+        low, high = limits.int_range() or (1, 0)
         return Route(
-            dm, dm._meta.label_lower, model._meta.label_lower, field, limits, feeds_visitors(dm, field), dimensions
+            dm, dm._meta.label_lower, model._meta.label_lower, field, limits, feeds_visitors(dm, field), dimensions,
+            low, high,
         )
 
     # -- checks ------------------------------------------------------------------------------------
