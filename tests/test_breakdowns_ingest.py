@@ -103,6 +103,41 @@ def test_trim_rolls_a_breakdown_up_per_value():
     ]
 
 
+@override_settings(TRACKABLE_BREAKDOWN_MAX_VALUES=2)
+def test_a_rolled_up_bucket_keeps_the_cap_on_distinct_values():
+    story, other = Story.objects.create(title="A"), Story.objects.create(title="B")
+    ct = ContentType.objects.get_for_model(Story)
+    day = datetime(2025, 1, 10, tzinfo=UTC)
+    rows = [  # each day within the cap of 2; the month would hold 4 values
+        (story, day, "google.com", 5),
+        (story, day, "bing.com", 1),
+        (story, day + timedelta(days=1), "site1.example", 3),
+        (story, day + timedelta(days=1), "(other)", 2),  # a day that was capped already
+        (story, day + timedelta(days=2), "site2.example", 2),
+        (story, day + timedelta(days=2), "google.com", 1),
+        (other, day, "bing.com", 4),  # another object has a cap of its own
+    ]
+    StoryReferrers.objects.bulk_create(
+        StoryReferrers(content_type=ct, object_id=o.pk, collected_during=t, referrer=r, views=n) for o, t, r, n in rows
+    )
+    [policy] = parse_policies({"testapp.StoryReferrers": {"rollup_after_days": 30, "rollup_to": "month"}})
+    result = trim(policy, now=datetime(2025, 6, 15, tzinfo=UTC))
+    assert result.rolled_rows == 7
+    january = datetime(2025, 1, 1, tzinfo=UTC)
+    assert sorted(StoryReferrers.objects.values_list("object_id", "collected_during", "referrer", "views")) == [
+        (story.pk, january, "(other)", 5),  # bing.com 1, site2.example 2 and the day's (other) 2
+        (story.pk, january, "google.com", 6),  # the largest values keep their rows
+        (story.pk, january, "site1.example", 3),
+        (other.pk, january, "bing.com", 4),
+    ]
+    # A second run over a month that already holds its two values sends every new one to "(other)".
+    StoryReferrers.objects.create(content_type=ct, object_id=story.pk, collected_during=day, referrer="new.example", views=9)
+    trim(policy, now=datetime(2025, 6, 15, tzinfo=UTC))
+    assert sorted(StoryReferrers.objects.filter(object_id=story.pk).values_list("referrer", "views")) == [
+        ("(other)", 14), ("google.com", 6), ("site1.example", 3),
+    ]
+
+
 def test_import_events_takes_dimension_values_from_columns_named_like_them(tmp_path):
     events = tmp_path / "events.csv"
     events.write_text(

@@ -8,7 +8,9 @@ a union is idempotent, so an old row kept by a concurrent fold is simply unioned
 that increments an old row meanwhile is never lost: its delta is what remains in the row after the
 subtraction, so the row stays and the next run rolls it up. Totals over any range of whole coarse
 buckets are the same before, during and after a rollup. A breakdown's rows roll up per value of their
-dimensions (into the same breakdown, or into one with the same Dimension fields).
+dimensions (into the same breakdown, or into one with the same Dimension fields), and a coarse bucket
+keeps the target's limit of distinct values per dimension like a folded one: the smaller values beyond
+it are counted under "(other)" (trackable.cardinality).
 """
 from __future__ import annotations
 
@@ -195,6 +197,12 @@ def _rollup(policy: Policy, cutoff: datetime, batch_size: int, dry_run: bool, re
                 return
             last_pk = rows[-1][0]
             add, sub, pks = _plan(rows, names, policy, len(dims))
+            if dims and add:
+                # A coarse bucket gathers the values of many fine ones: it keeps the breakdown's limit of
+                # distinct values too, the rest counted under "(other)" (locked and read like the fold does).
+                from trackable.cardinality import cap_values
+
+                add = cap_values(connections[db], target, add)
             result.rolled_rows += len(pks)
             result.target_rows += len(add)
             if dry_run or not sub:
