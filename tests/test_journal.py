@@ -369,12 +369,14 @@ def test_damaged_journal_files_are_set_aside_counted_and_the_rest_relayed(scratc
     (folder / f"{'6' * 24}.seg").symlink_to(outside)
     (folder / f"{'7' * 24}.state").write_text("{not json")
     write_segment(folder, f"{'7' * 24}.seg", [good])
+    (folder / f"{'8' * 24}.state").write_text("[" * 4000)  # nested past the JSON parser's depth
+    write_segment(folder, f"{'8' * 24}.seg", [good])
     with override_settings(TRACKABLE_JOURNAL_DIR=str(folder)):
         sent = relay.flush(timeout=20)
         assert relay.flush(timeout=20) == 0  # nothing retried, nothing stuck
     assert sent == 2
     assert segments(folder) == []
-    assert journal.damaged_count(folder) == 8  # 6 segments, a bad name, a bad checkpoint
+    assert journal.damaged_count(folder) == 9  # 6 segments, a bad name, 2 bad checkpoints
     fold()
     assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(50, 4)]
     assert outside.read_bytes() == good  # a link is moved aside, never followed
@@ -673,7 +675,7 @@ def test_records_the_journal_never_writes_are_read_as_json_reads_them(scratch):
         path.write_bytes(b"".join(records))
         fd = os.open(path, os.O_RDONLY)
         try:
-            return journal.read_records(fd, 0, 10_000)
+            return journal.read_records(fd, 0, 1_000_000)
         finally:
             os.close(fd)
 
@@ -681,6 +683,10 @@ def test_records_the_journal_never_writes_are_read_as_json_reads_them(scratch):
     assert [e[2] for e in events] == [1, 2, 1]
     bad_at = len(record(one) + record(spaced) + record(one))
     assert (end, problem) == (bad_at, f"the record at byte {bad_at} is not a list of events")
+    nested = b"[" * 100_000 + b"]" * 100_000  # deeper than the parser goes: a RecursionError, not a crash loop
+    events, end, problem = read(record(one), record(nested))
+    assert [e[2] for e in events] == [1]
+    assert (end, problem) == (len(record(one)), f"the record at byte {len(record(one))} is not a list of events")
     events, end, problem = read(record(one), record(utf8), record(one))
     assert [e[2] for e in events] == [1, "\u00e9", 1]
     assert (end, problem) == (len(record(one) + record(utf8) + record(one)), None)

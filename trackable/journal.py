@@ -257,7 +257,7 @@ def load_state(path: Path) -> State:
             if type(start) is not int or type(end) is not int or not done <= start < end:
                 raise ValueError("intent")
             intent = (start, end)
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, RecursionError) as err:
         raise JournalDamaged(f"checkpoint {path.name} is not a valid checkpoint") from err
     return State(done, intent)
 
@@ -328,13 +328,13 @@ def _payloads(data: bytes, spans: list[tuple[int, int]]) -> Iterator[list[list[A
                 decoded, stop = _raw_decode(text, offset)
                 if stop != offset + len(payload):
                     decoded = None
-            except ValueError:
+            except (ValueError, RecursionError):
                 decoded = None
             offset += len(payload) + 1
         if decoded is None:
             try:
                 decoded = json.loads(payload)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested past the parser's depth: hand-made, never ours
                 yield None
                 return
         if not isinstance(decoded, list) or not all(isinstance(e, list) and len(e) in (6, 7) for e in decoded):

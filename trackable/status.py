@@ -112,7 +112,7 @@ def _oldest_event_ms(channel: Any, queue: str) -> int | None:
         if payload.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         return min(event.ts_ms for event in messages.parse(body).events)
-    except (ValueError, KeyError, TypeError, MalformedMessage):
+    except (ValueError, KeyError, TypeError, RecursionError, MalformedMessage):
         return None
 
 
