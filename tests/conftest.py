@@ -1,7 +1,6 @@
 """Shared fixtures: real brokers and databases, clean queues per test."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -78,42 +77,6 @@ def pytest_sessionfinish(session, exitstatus):
         folder = getattr(django_settings, name, None)
         if folder and Path(folder).name.startswith((".queue-", ".journal-")):
             shutil.rmtree(folder, ignore_errors=True)
-    run_queues = _run_queue_names()
-    for url in {django_settings.TRACKABLE_BROKER_URL, os.environ.get("TRACKABLE_TEST_AMQP_URL", DEFAULT_AMQP)}:
-        if url.startswith("amqp"):
-            _delete_amqp_queues(url, run_queues)
-        elif url.startswith("redis"):
-            _delete_redis_keys(url, django_settings.RUN_ID)
+    from tests.helpers import delete_run_queues
 
-
-DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def _run_queue_names() -> list[str]:
-    """Every queue name this run may have declared: one per data model, the dead letters, Celery's."""
-    from django.apps import apps
-
-    from trackable.models import TrackableData
-
-    labels = {m._meta.label_lower for m in apps.get_models() if issubclass(m, TrackableData)}
-    prefixes = [django_settings.TRACKABLE_QUEUE_PREFIX, f"{django_settings.TRACKABLE_QUEUE_PREFIX}-quorum"]
-    names = [f"{prefix}.{label}" for prefix in prefixes for label in [*sorted(labels), "dead"]]
-    return names + [django_settings.CELERY_TASK_DEFAULT_QUEUE]
-
-
-def _delete_amqp_queues(url: str, names: list[str]) -> None:
-    from kombu import Connection
-
-    with Connection(url, connect_timeout=5) as conn:
-        channel = conn.channel()
-        for name in names:
-            channel.queue_delete(name)
-
-
-def _delete_redis_keys(url: str, run_id: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"*{run_id}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    delete_run_queues()

@@ -264,6 +264,9 @@ def main() -> None:
         print(summary_line(report))
     finally:
         teardown_databases(old, verbosity=0)
+        from tests.helpers import delete_run_queues
+
+        delete_run_queues()  # the run's queues on RabbitMQ (Redis keeps none once empty)
     sys.exit(0 if report["lost"] == report["double"] == report["phantom"] == 0 else 1)
 
 
