@@ -645,6 +645,7 @@ def test_a_send_too_large_for_one_record_raises_at_the_call():
         [("testapp.articletrackabledata", "testapp.article", -2**63, "impressions", -3, 0)],
         [("testapp.articletrackabledata", "testapp.article", "a\"b\\c\u00e9\n", "impressions", 1, 5)],  # a str pk
         [("testapp.vues", "testapp.article", 7, "vu\u00e9s", 1, 5)],  # a non-ASCII field name: escaped
+        [("testapp.a\"b", "testapp.c\\d", 7, "e\nf\x7f", 1, 5)],  # what JSON escapes, in a custom message's names
         [("testapp.storyreferrers", "testapp.story", 7, "views", 1, 5, {"d": {"referrer": "x\"y"}})],
         [["testapp.articletrackabledata", "testapp.article", 7, "impressions", 1, 5]],  # a list
         [("testapp.articletrackabledata", "testapp.article", 7, "impressions", 1, 5)] * 3,
