@@ -45,6 +45,7 @@ def test_the_two_scenarios_run_when_pasted(tmp_path, quickstart_broker):  # noqa
     if quickstart_broker:
         with open(project / "proj" / "settings.py", "a", encoding="utf-8") as f:
             f.write("\n".join(f"{name} = {value!r}" for name, value in quickstart_broker.items()) + "\n")
+        quickstart_broker["project"] = project  # the fixture has it delete its queues at the end
     shells = paste(project, rst_blocks((ROOT / "docs" / "breakdowns.rst").read_text(encoding="utf-8")))
     assert run(project, "manage.py", "check").strip() == "System check identified no issues (0 silenced)."
     run(project, "manage.py", "shell", "-c", DRIVER)
