@@ -154,23 +154,8 @@ class TrackableMessage(ABC):
 class IncrementMessage(TrackableMessage):
     """Add `amount` (default 1; negative to subtract) to one counter field."""
 
-    def __init__(
-        self,
-        request: HttpRequest | None,
-        obj: models.Model,
-        field: str,
-        amount: int = 1,
-        *,
-        data_model: type[models.Model] | None = None,
-        visitor: Any = None,
-        dimensions: Mapping[str, Any] | None = None,
-    ):
-        # The base's attributes set here, not through super().__init__(**kwargs): this runs once per request.
-        self.request = request
-        self.obj = obj
-        self.data_model = data_model
-        self.visitor = visitor
-        self.dimensions = dimensions
+    def __init__(self, request: HttpRequest | None, obj: models.Model, field: str, amount: int = 1, **kwargs: Any):
+        super().__init__(request, obj, **kwargs)
         self.field = field
         self.amount = amount
 
