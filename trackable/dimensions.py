@@ -182,7 +182,10 @@ def agent(user_agent: str) -> tuple[str, str, str]:
         import ua_parser
     except ImportError as err:  # an install requirement: only a broken environment lacks it
         raise ImproperlyConfigured("Breakdowns by browser, platform or device need ua-parser; pip install ua-parser.") from err
-    result = ua_parser.parse(user_agent).with_defaults()
+    try:
+        result = ua_parser.parse(user_agent).with_defaults()
+    except UnicodeEncodeError:  # a lone surrogate (no HTTP server hands one over; a test client may)
+        result = ua_parser.parse(user_agent.encode("utf-8", "replace").decode("utf-8")).with_defaults()
     return result.user_agent.family, result.os.family, _device_type(result, user_agent.lower())
 
 
