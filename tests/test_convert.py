@@ -237,7 +237,8 @@ BASE = ("legacyapp.Hit", "testapp.ArticleTrackableData")
         (
             ("legacyapp.Hit", "testapp.Article", "--fields", "hits:impressions", "--link-field", "target"),
             "testapp.Article is not a registered trackable data model; registered data models: testapp.ArticleHourlyData, "
-            "testapp.ArticleTotals, testapp.ArticleTrackableData, testapp.PageData, testapp.PlayerTrackableData, "
+            "testapp.ArticleTotals, testapp.ArticleTrackableData, testapp.GuideClients, testapp.GuideData, "
+            "testapp.GuideReferrers, testapp.GuideSearches, testapp.PageData, testapp.PlayerTrackableData, "
             "testapp.PlayerVisitData, testapp.StoryClients, testapp.StoryData, testapp.StoryReferrers, "
             "testapp.StorySearches, testapp.VideoTrackableData, trackable.PageViews.",
         ),

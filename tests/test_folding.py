@@ -207,7 +207,8 @@ def test_command_prints_a_summary(capsys):
         (
             "testapp.Article",
             "testapp.Article is not a registered trackable data model; registered data models: "
-            "testapp.ArticleHourlyData, testapp.ArticleTotals, testapp.ArticleTrackableData, "
+            "testapp.ArticleHourlyData, testapp.ArticleTotals, testapp.ArticleTrackableData, testapp.GuideClients, "
+            "testapp.GuideData, testapp.GuideReferrers, testapp.GuideSearches, "
             "testapp.PageData, testapp.PlayerTrackableData, testapp.PlayerVisitData, testapp.StoryClients, "
             "testapp.StoryData, testapp.StoryReferrers, testapp.StorySearches, testapp.VideoTrackableData, "
             "trackable.PageViews.",

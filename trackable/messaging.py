@@ -17,7 +17,7 @@ from typing import Any
 from django.db import models
 from django.http import HttpRequest
 
-from trackable import delivery, dimensions, messages, relay, visitors
+from trackable import delivery, dimensions, messages, recorded, relay, visitors
 from trackable.conf import settings
 from trackable.exceptions import InvalidPrimaryKey
 from trackable.sites import site
@@ -82,13 +82,23 @@ class TrackableMessage(ABC):
             return grouped
         from trackable import spiders
 
-        return spiders.divert(grouped) if spiders.is_spider(self.request.META.get("HTTP_USER_AGENT")) else grouped
+        if not spiders.is_spider(self.request.META.get("HTTP_USER_AGENT")):
+            return grouped
+        deferred = recorded.detach(grouped)  # their breakdowns' events are diverted by the relay
+        grouped = spiders.divert(grouped)
+        kept = [event for event in deferred if recorded.mark_spider(event)]
+        if kept:
+            grouped[recorded.DEFERRED] = kept
+        return grouped
 
     def build(self, ts_ms: int | None = None) -> dict[str, list[tuple]]:
         """Return the events grouped by data model label; raise on bad fields.
 
         Each increment goes to the field's data model and to every breakdown of the object with that
         field; a 7th item carries {"u": hash} (the visitor) or {"d": {dimension: value}} (a breakdown's key).
+        With the journal and a request, the breakdowns of one increment travel as one deferred item (the
+        7th of its plain event, or of an event under the label ``""``): the relay computes their values
+        from it (trackable/recorded.py).
         """
         obj = self.obj
         if not isinstance(obj, models.Model):
@@ -104,21 +114,24 @@ class TrackableMessage(ABC):
         visitor: Any = False  # hashed once, for the first event whose data model counts visitors
         computed: dict[Any, Any] = {}  # each dimension source runs once per send
         named: set[str] = set()
+        request = self.request
+        defer = request is not None and settings.JOURNAL  # the relay computes the breakdowns' values
+        raw: tuple[tuple[str, ...], str] | None = None  # the request's parts their sources read, recorded once
         for field, amount in self.events():
             if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < abs(amount) <= messages.MAX_AMOUNT:
                 raise ValueError(
                     f"The amount for {field!r} must be a non-zero integer within ±{messages.MAX_AMOUNT}, not {amount!r}."
                 )
             checked = None  # the breakdowns of a parent mostly share its data model's limits (one object)
-            for route in site.routes(type(obj), field, self.data_model):
+            routes = site.routes(type(obj), field, self.data_model)
+            found = recorded.recipe(routes) if defer and (len(routes) > 1 or routes[0].dimensions) else None
+            for route in routes if found is None else found.plain:
                 if route.pk_limits is not checked and not (type(pk) is int and route.int_low <= pk <= route.int_high):
-                    problem = route.pk_limits.problem(pk)
-                    if problem is not None:
-                        raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
+                    _check_pk(route, pk, obj)
                     checked = route.pk_limits
                 event: tuple = (route.data_label, route.parent_label, pk, field, amount, ts)
                 if route.dimensions:
-                    values = dimensions.values_for(self.request, route.dimensions, self.dimensions, computed)
+                    values = dimensions.values_for(request, route.dimensions, self.dimensions, computed)
                     named.update(values)
                     event += ({"d": values},)
                 elif amount > 0 and route.feeds_visitors:
@@ -127,6 +140,20 @@ class TrackableMessage(ABC):
                     if visitor:
                         event += ({"u": visitor},)
                 grouped[route.data_label].append(event)
+            if found is not None and found.limits:  # breakdowns: one deferred event for them all
+                for route in found.limits:
+                    if route.pk_limits is not checked and not (type(pk) is int and route.int_low <= pk <= route.int_high):
+                        _check_pk(route, pk, obj)
+                if raw is None or raw[0] is not found.parts:
+                    raw = (found.parts, recorded.capture(request, found.parts))  # type: ignore[arg-type]  # defer: a request
+                if self.dimensions:
+                    named.update(found.names)
+                item = recorded.fragment(request, found, raw[1], self.dimensions, computed)  # type: ignore[arg-type]
+                carriers = grouped.get(found.plain[0].data_label) if found.plain else None
+                if carriers and len(carriers[-1]) == 6:  # this field's plain event carries it: one event, not two
+                    carriers[-1] += (item,)
+                else:
+                    grouped[recorded.DEFERRED].append((recorded.DEFERRED, routes[0].parent_label, pk, field, amount, ts, item))
         if self.dimensions:
             unknown = sorted(set(self.dimensions) - named)
             if unknown:
@@ -149,6 +176,13 @@ class TrackableMessage(ABC):
                 return relay.append(next(iter(grouped.values())))
             return relay.append([event for events in grouped.values() for event in events])
         return delivery.deliver_grouped(grouped)
+
+
+def _check_pk(route: Any, pk: Any, obj: models.Model) -> None:
+    """Raise InvalidPrimaryKey when `pk` does not fit the route's data model."""
+    problem = route.pk_limits.problem(pk)
+    if problem is not None:
+        raise InvalidPrimaryKey(f"Cannot track {type(obj).__name__} with pk {pk!r:.80}: {problem}.")
 
 
 class IncrementMessage(TrackableMessage):

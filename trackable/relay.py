@@ -23,7 +23,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from trackable import journal, messages, outage, transport
+from trackable import journal, messages, outage, recorded, transport
 from trackable.conf import settings
 from trackable.exceptions import TrackableConnectionError
 from trackable.journal import JournalDamaged, Segment, State, Writer
@@ -167,15 +167,22 @@ def batch_messages(segment_id: str, start: int, end: int, events: list[list[Any]
     bytes.
     """
     entries: dict[tuple, list[Any]] = {}
+    keys: dict[int, Any] = {}  # id → key of the extras met (the relay's expansion shares equal values' dicts)
     for data_label, parent_label, pk, field, amount, ts_ms, *extras in events:
         extra = extras[0] if extras else None
         visitor = extra.get("u") if isinstance(extra, dict) and len(extra) == 1 else None
         if not isinstance(visitor, str) and not (isinstance(visitor, list) and all(isinstance(v, str) for v in visitor)):
             visitor = None  # no visitor, or not one the journal writes: passed on as it is, the fold judges it
+        key: tuple
         if visitor is not None:
             key = (data_label, parent_label, pk, field, ts_ms // 60_000, "u")
+        elif extra is None:
+            key = (data_label, parent_label, pk, field, ts_ms // 60_000, None)
         else:
-            key = (data_label, parent_label, pk, field, ts_ms // 60_000, _extras_key(extra))
+            found = keys.get(id(extra))
+            if found is None:
+                found = keys[id(extra)] = _extras_key(extra)
+            key = (data_label, parent_label, pk, field, ts_ms // 60_000, found)
         entry = entries.get(key)
         if entry is None:
             entry = entries[key] = [amount, ts_ms, {}, None if visitor is not None else extra]
@@ -237,7 +244,7 @@ def _extras_key(extra: Any) -> Any:
 
 
 def _publish_batch(segment: Segment, start: int, end: int, events: list[list[Any]]) -> None:
-    for data_label, message_id, chunk in batch_messages(segment.id, start, end, events):
+    for data_label, message_id, chunk in batch_messages(segment.id, start, end, recorded.expand(events)):
         transport.publish(messages.build(chunk, message_id), data_label)
     segment.published += len(events)
 

@@ -191,3 +191,44 @@ class StoryClients(trackable.TrackableTimeSeriesData):
 
     class Meta(trackable.TrackableTimeSeriesData.Meta):
         app_label = "testapp"
+
+
+class Guide(models.Model):
+    """A guide whose views are broken down by built-in sources only (bench/bench_breakdowns.py measures it)."""
+
+    title = models.CharField(max_length=100)
+
+    def __str__(self):
+        return self.title
+
+
+class GuideData(trackable.TrackableTimeSeriesData):
+    views = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class GuideReferrers(trackable.TrackableTimeSeriesData):
+    referrer = trackable.Dimension("referrer_host")
+    views = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class GuideSearches(trackable.TrackableTimeSeriesData):
+    terms = trackable.Dimension("search_terms", max_length=100)
+    views = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"
+
+
+class GuideClients(trackable.TrackableTimeSeriesData):
+    browser = trackable.Dimension("browser", max_length=60)
+    device = trackable.Dimension("device", max_length=20)
+    views = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "testapp"

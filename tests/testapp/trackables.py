@@ -7,6 +7,11 @@ from .models import (
     ArticleHourlyData,
     ArticleTotals,
     ArticleTrackableData,
+    Guide,
+    GuideClients,
+    GuideData,
+    GuideReferrers,
+    GuideSearches,
     Page,
     PageData,
     Player,
@@ -32,6 +37,8 @@ trackable.site.register(Story, StoryData)
 trackable.site.register(Story, StoryReferrers)
 trackable.site.register(Story, StorySearches)
 trackable.site.register(Story, StoryClients)
+for guide_model in (GuideData, GuideReferrers, GuideSearches, GuideClients):
+    trackable.site.register(Guide, guide_model)
 
 # The built-in site-wide page counter (registered by the app itself when PageViewMiddleware is installed).
 trackable.site.register(Website, PageViews)
