@@ -8,7 +8,9 @@
 
 A real site: gunicorn with 2 sync workers (bench.webapp, PostgreSQL, sessions and auth middleware)
 and a load generator in its own process on 127.0.0.1 (tests/webload.py: a new connection per
-request, as sync workers close them anyway; every request a new visitor without cookies). Each
+request, as sync workers close them anyway; every request a new visitor without cookies, with one of
+eight browsers and a referrer drawn like a site's — direct, internal, search engines, other sites, a few
+unique links: webload.visitor_headers). Each
 variant is a view over the same page; settings that make a mode are applied per server start
 (TRACKABLE_BENCH_WEB_SETTINGS): one gunicorn per distinct settings, all started up front on their own
 ports and idle while another is measured. Rounds are short and interleaved (the variants in a
@@ -54,6 +56,8 @@ VARIANTS = [
     Variant('Item.objects.filter(pk=pk).update(views=F("views") + 1)', "/update/{n}/"),
     Variant("django-hitcount, HitCountDetailView with count_hit = True", "/hitcount/{n}/"),
     Variant("send_increment_message, defaults (the journal)", "/tracked/{n}/"),
+    Variant("same, counted in the totals and three breakdowns (referrer, search terms, browser and device)",
+            "/breakdowns/{n}/"),
     Variant("same, TRACKABLE_JOURNAL = False (direct publish)", "/tracked/{n}/", {"TRACKABLE_JOURNAL": False}),
     Variant(
         "same, TRACKABLE_JOURNAL = False, TRACKABLE_PUBLISH_CONFIRMS = False", "/tracked/{n}/",
@@ -114,10 +118,12 @@ def measure(server, path: str, broker: str, args) -> tuple[float, float, int]:
     from tests import webload
 
     port = server.port
-    webload.start_load(port, path, count=10**9, seconds=args.warmup, concurrency=args.concurrency, items=ITEMS).join(60)
+    webload.start_load(port, path, count=10**9, seconds=args.warmup, concurrency=args.concurrency, items=ITEMS,
+                       visitors=True).join(60)
     pids = server.worker_pids() + broker_pids(broker)
     before = cpu_seconds(pids)
-    load = webload.start_load(port, path, count=10**9, seconds=args.seconds, concurrency=args.concurrency, items=ITEMS)
+    load = webload.start_load(port, path, count=10**9, seconds=args.seconds, concurrency=args.concurrency, items=ITEMS,
+                              visitors=True)
     load.join(args.seconds + 60)
     time.sleep(2 * 0.5)  # the relays' next ticks publish what this load journaled (their CPU belongs to it)
     cpu = cpu_seconds(pids) - before

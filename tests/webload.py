@@ -119,11 +119,52 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def request(port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
-    """GET `path` from 127.0.0.1:`port` on a new connection; return (status, body); raise OSError."""
+# Visitors as a site sees them (start_load(visitors=True)): browsers of several kinds, and referrers
+# skewed like a site's — most visits direct or internal, then search engines, then many other sites,
+# a few of them unique links.
+AGENTS = [
+    USER_AGENT,
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 "
+    "Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 "
+    "Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 "
+    "Edg/130.0.0.0",
+]
+
+
+def visitor_headers(i: int) -> str:
+    """Return the User-Agent and Referer header lines of the i-th visitor (the same for the same i)."""
+    rng = random.Random(i)
+    agent = AGENTS[min(int(rng.expovariate(0.5)), len(AGENTS) - 1)]
+    kind = rng.random()
+    if kind < 0.35:
+        referrer = None
+    elif kind < 0.55:
+        referrer = f"http://127.0.0.1/plain/{rng.randrange(50) + 1}/"
+    elif kind < 0.75:
+        referrer = f"https://www.google.com/search?q=tide+tables+{int(rng.expovariate(0.2))}&hl=en"
+    elif kind < 0.82:
+        referrer = f"https://duckduckgo.com/?q=harbour+{int(rng.expovariate(0.3))}"
+    elif kind < 0.95:
+        referrer = f"https://site{int(rng.expovariate(0.05))}.example/posts/"
+    else:
+        referrer = f"https://news.example/article/{i}"  # a unique link
+    return f"User-Agent: {agent}\r\n" + (f"Referer: {referrer}\r\n" if referrer else "")
+
+
+def request(port: int, path: str, timeout: float = 30.0, headers: str = "") -> tuple[int, bytes]:
+    """GET `path` from 127.0.0.1:`port` on a new connection; return (status, body); raise OSError.
+
+    `headers`: header lines ("Name: value" and CRLF each) sent instead of the default User-Agent.
+    """
+    lines = headers or f"User-Agent: {USER_AGENT}\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {USER_AGENT}\r\n"
-                  "Connection: close\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}Connection: close\r\n\r\n".encode())
         chunks = []
         while data := s.recv(65536):
             chunks.append(data)
@@ -176,22 +217,23 @@ class Load:
 
 
 def start_load(port: int, path: str, *, count: int, seconds: float, concurrency: int = 8, rate: float = 0.0,
-               items: int = 0, record: bool = False) -> Load:
+               items: int = 0, record: bool = False, visitors: bool = False) -> Load:
     """Start the generator: `count` GETs of path.format(n=...) (n from 1, or cycling over `items`).
 
     Stops after `count` requests or `seconds`. `rate` (requests/s, 0: as fast as answered) spaces them.
-    With `record`, answers[n - 1] says what request n got (TRUE, FALSE, NO_ANSWER, HTTP_ERROR).
+    With `record`, answers[n - 1] says what request n got (TRUE, FALSE, NO_ANSWER, HTTP_ERROR). With
+    `visitors`, request i carries visitor_headers(i) (varied browsers and referrers).
     """
     ctx = multiprocessing.get_context("spawn")
     progress, ok, elapsed = ctx.Value("q", 0, lock=False), ctx.Value("q", 0, lock=False), ctx.Value("d", 0.0, lock=False)
     answers = ctx.Array("b", count if record else 1, lock=False)
-    args = (port, path, count, seconds, concurrency, rate, items, record, progress, ok, answers, elapsed)
+    args = (port, path, count, seconds, concurrency, rate, items, record, progress, ok, answers, elapsed, visitors)
     proc = ctx.Process(target=_generate, args=args, daemon=True)
     proc.start()
     return Load(proc, progress, ok, answers, elapsed)
 
 
-def _generate(port, path, count, seconds, concurrency, rate, items, record, progress, ok, answers, elapsed) -> None:
+def _generate(port, path, count, seconds, concurrency, rate, items, record, progress, ok, answers, elapsed, visitors) -> None:
     lock = threading.Lock()
     started = time.monotonic()
     deadline = started + seconds
@@ -210,7 +252,7 @@ def _generate(port, path, count, seconds, concurrency, rate, items, record, prog
             if rate:
                 time.sleep(max(0.0, started + i / rate - time.monotonic()))
             n = (i % items) + 1 if items else i + 1
-            outcome = _one(port, path.format(n=n))
+            outcome = _one(port, path.format(n=n), visitor_headers(i) if visitors else "")
             with lock:
                 progress.value += 1
                 ok.value += outcome in (TRUE, FALSE, OK)
@@ -225,9 +267,9 @@ def _generate(port, path, count, seconds, concurrency, rate, items, record, prog
     elapsed.value = time.monotonic() - started
 
 
-def _one(port: int, path: str) -> int:
+def _one(port: int, path: str, headers: str = "") -> int:
     try:
-        status, body = request(port, path)
+        status, body = request(port, path, headers=headers)
     except (OSError, ValueError):  # refused, reset, cut short, or not HTTP at all
         return NO_ANSWER
     if status != 200:

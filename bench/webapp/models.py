@@ -15,6 +15,33 @@ class Item(models.Model):
 
 class ItemTrackableData(trackable.TrackableTimeSeriesData):
     views = models.PositiveIntegerField(default=0)
+    reads = models.PositiveIntegerField(default=0)  # the variant counted in breakdowns too
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "webapp"
+
+
+# The breakdowns of `reads` (the views of the "three breakdowns" variant): built-in sources only.
+class ItemReferrers(trackable.TrackableTimeSeriesData):
+    referrer = trackable.Dimension("referrer_host")
+    reads = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "webapp"
+
+
+class ItemSearches(trackable.TrackableTimeSeriesData):
+    terms = trackable.Dimension("search_terms", max_length=100)
+    reads = models.PositiveIntegerField(default=0)
+
+    class Meta(trackable.TrackableTimeSeriesData.Meta):
+        app_label = "webapp"
+
+
+class ItemClients(trackable.TrackableTimeSeriesData):
+    browser = trackable.Dimension("browser", max_length=60)
+    device = trackable.Dimension("device", max_length=20)
+    reads = models.PositiveIntegerField(default=0)
 
     class Meta(trackable.TrackableTimeSeriesData.Meta):
         app_label = "webapp"

@@ -7,5 +7,6 @@ urlpatterns = [
     path("plain/<int:pk>/", views.plain),
     path("update/<int:pk>/", views.update),
     path("tracked/<int:pk>/", views.tracked),
+    path("breakdowns/<int:pk>/", views.breakdowns),
     path("hitcount/<int:pk>/", views.HitCountItem.as_view()),
 ]

@@ -29,6 +29,13 @@ def tracked(request, pk):
     return render(request, TEMPLATE, {"object": item})
 
 
+def breakdowns(request, pk):
+    """The page, counted by send_increment_message in the totals and three breakdowns (referrer, search terms, client)."""
+    item = get_object_or_404(Item, pk=pk)
+    send_increment_message(request, item, "reads")
+    return render(request, TEMPLATE, {"object": item})
+
+
 class HitCountItem(HitCountDetailView):
     """The page, counted as django-hitcount documents it: a HitCountDetailView with count_hit = True."""
 
