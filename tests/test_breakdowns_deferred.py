@@ -235,12 +235,14 @@ def test_the_referrers_query_string_is_recorded_only_for_search_terms():
 @pytest.mark.no_broker
 def test_a_batch_of_sends_expands_as_each_send_alone():
     guide, story = Guide.objects.create(title="g"), Story.objects.create(title="s")
-    records = []
-    for path, meta in REQUESTS * 2:  # values met again within the batch come from its memo
+    records, direct = [], []
+    for path, meta in REQUESTS * 2:  # values met again come from the relay's memo
         for obj in (guide, story):
             events = [e for es in IncrementMessage(_request(path, meta), obj, "views").build().values() for e in es]
             records.append(json.loads(journal.encode(events)[journal.HEADER.size :]))
-    alone = [event for record in records for event in recorded.expand(record)]
+            direct.extend(_direct(IncrementMessage(_request(path, meta), obj, "views")))
+    recorded._memo.clear()
     together = recorded.expand([event for record in records for event in record])
-    assert together == alone
+    assert together == [list(e) for e in direct]  # the same events, in the same order
+    assert together == [event for record in records for event in recorded.expand(record)]  # and alone
     assert len({json.dumps(e[6]) for e in together if e[0] == "testapp.guidereferrers"}) == 9  # the distinct hosts

@@ -140,11 +140,10 @@ def capture(request: HttpRequest, parts: tuple[str, ...]) -> str:
         if type(value) is not str:
             value = str(value)
         value = value[: settings.USER_AGENT_MAX_LENGTH if limit is None else limit]
-        if part in _KEPT_PARTS:  # a few values, seen again and again: their text is kept
-            text = _quoted.get(value)
-            members.append(start + (_quote_kept(value) if text is None else text))
-        else:
-            members.append(start + _quote(value))
+        text = _quoted.get(value)  # a site's user agents, hosts and most referrers are seen again and again
+        if text is None:
+            text = _quote(value) if len(value) > MAX_KEPT_CHARS else _quote_kept(value)
+        members.append(start + text)
     return "{" + ",".join(members) + "}"
 
 
@@ -157,9 +156,9 @@ def _without_query(url: str) -> str:
     return url[:end]
 
 
-_KEPT_PARTS = frozenset("ah")  # the user agent and the host
-_quoted: dict[str, str] = {}  # their JSON texts, at most MAX_QUOTED (forgotten all at once)
+_quoted: dict[str, str] = {}  # the JSON texts of parts seen, at most MAX_QUOTED (forgotten all at once)
 MAX_QUOTED = 2000
+MAX_KEPT_CHARS = 300  # longer parts are quoted each time
 
 
 def _quote_kept(value: str) -> str:
@@ -265,8 +264,8 @@ def expand(events: list[list[Any]]) -> list[list[Any]]:
     A breakdown event that cannot be computed (its breakdown no longer registered, an item this version
     does not read, a source that fails) is left out, and the reasons logged once per batch with their
     counts; the rest of the batch is relayed (a bad record must not stop the relay in a crash loop).
-    Within a batch, the values of a breakdown are computed once per distinct set of the parts its
-    sources read (a site's user agents and referrers repeat).
+    A breakdown's values are computed once per distinct set of the parts its sources read, and kept for
+    the next events (a site's user agents and referrers repeat; at most MAX_MEMO sets).
     """
     if not any(len(event) == 7 and type(event[6]) is dict and "b" in event[6] for event in events):
         return events
@@ -292,6 +291,13 @@ def expand(events: list[list[Any]]) -> list[list[Any]]:
     return out
 
 
+# (id of a breakdown's route, the parts its sources read) → (the route, the event's {"d": values}): a site's
+# user agents and referrers repeat, so most breakdown events of a relay are a look-up. The route is kept
+# to tell a new route that got the id of a forgotten one.
+_memo: dict[tuple, tuple[Route, dict[str, Any]]] = {}
+MAX_MEMO = 4096
+
+
 class _Batch:
     """The expansion of one batch: routes resolved once per kind of item, values once per distinct parts."""
 
@@ -299,7 +305,6 @@ class _Batch:
         self.reasons = reasons
         # (parent label, field, breakdown labels, spider) → [(label, field counted, route, parts read)]
         self.plans: dict[tuple, list[tuple[str, str, Route | None, tuple[str, ...]]]] = {}
-        self.values: dict[tuple, dict[str, Any]] = {}  # (label, the parts' texts) → the event's {"d": values}
 
     def plan(
         self, parent_label: str, field: str, labels: tuple[str, ...], spider: bool
@@ -344,12 +349,17 @@ class _Batch:
             customs = breakdowns[label]
             try:
                 if not customs and explicit is None:  # built-in sources only: the same parts, the same values
-                    memo = (label, *[raw.get(part) for part in read])
-                    item = self.values.get(memo)
-                    if item is None:
+                    memo = (id(route), *[raw.get(part) for part in read])
+                    found = _memo.get(memo)
+                    if found is not None and found[0] is route:
+                        item = found[1]
+                    else:
                         if request is None:
                             request = RecordedRequest(raw)
-                        item = self.values[memo] = {"d": _values(route, request, None, customs, computed)}
+                        item = {"d": _values(route, request, None, customs, computed)}
+                        if len(_memo) >= MAX_MEMO:
+                            _memo.clear()
+                        _memo[memo] = (route, item)
                 else:
                     if request is None:
                         request = RecordedRequest(raw)
