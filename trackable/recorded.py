@@ -92,7 +92,7 @@ class Recipe:
             parts.discard("r")  # the whole referrer holds the one cut at its query string
         self.parts = tuple(sorted(parts))
         self.names = {name for route in breakdowns for name, _, _ in route.dimensions}
-        #: the text of the event's 7th item up to the request's parts (all of it without custom sources)
+        #: the item's text up to the members of "b" of the breakdowns with custom sources (written per send)
         self.fixed = '{"b":{' + ",".join(plain) + ("," if plain and self.customs else "")
 
 
