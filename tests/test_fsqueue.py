@@ -104,3 +104,40 @@ def test_read_message_file_refuses_what_is_not_a_bounded_regular_file(tmp_path):
         fsqueue.read_message_file(str(tmp_path / "fifo"), 100)
     with pytest.raises(FileNotFoundError):
         fsqueue.read_message_file(str(tmp_path / "missing"), 100)
+
+
+@pytest.mark.usefixtures("direct_publish")
+def test_a_batch_that_fails_gives_its_files_back_and_the_next_fold_counts_them_once(queue_dir, monkeypatch):
+    from trackable import folding
+
+    article = Article.objects.create(title="a")
+    for _ in range(5):
+        assert send_increment_message(None, article, "impressions")
+    real = folding.fold_batch
+
+    def failing(batch, channel):
+        assert {type(m) for m in batch} == {fsqueue.FileMessage}  # the fold took them itself, not through kombu
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(folding, "fold_batch", failing)
+    with pytest.raises(RuntimeError, match="the database went away"):
+        fold()
+    assert len(queued_files(queue_dir)) == 5  # given back at once, under their queue names
+    assert not [p for p in queue_dir.iterdir() if p.name.endswith(".claimed")]
+    monkeypatch.setattr(folding, "fold_batch", real)
+    result = fold()
+    assert (result.messages, result.duplicates) == (5, 0)
+    assert ArticleTrackableData.objects.get().impressions == 5
+    assert queued_files(queue_dir) == []
+
+
+@pytest.mark.usefixtures("direct_publish")
+def test_an_envelope_whose_body_cannot_be_decoded_is_set_aside(queue_dir):
+    article = Article.objects.create(title="a")
+    assert send_increment_message(None, article, "impressions")
+    queue = transport.queue_for(LABEL).name
+    bad = queue_dir / message_name(queue, 1)
+    bad.write_bytes(b'{"body": "***not base64***", "properties": {"delivery_tag": "t1", "body_encoding": "base64"}}')
+    result = fold()
+    assert (result.messages, result.events, result.reasons["corrupt queue file"]) == (1, 1, 1)
+    assert [p.name for p in (queue_dir / "corrupt").iterdir()] == [bad.name]

@@ -16,7 +16,7 @@ from django.utils import timezone as dj_timezone
 from kombu import Connection, Consumer, Producer
 from kombu.common import maybe_declare
 
-from trackable import messages, redisqueue, transport
+from trackable import fsqueue, messages, redisqueue, transport
 from trackable.buckets import bucket_start, get_zone
 from trackable.commit import commit_isolating
 from trackable.conf import settings
@@ -113,6 +113,8 @@ def process_messages(
         _restore_visible(conn, channel)
         if conn.transport.driver_type == "redis":
             _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result)
+        elif isinstance(channel, fsqueue.Channel):
+            _fold_files(channel, queues, batch_size, max_messages, idle_timeout, result)
         else:
             _fold_consumer(conn, channel, queues, batch_size, max_messages, idle_timeout, result)
         _count_corrupt_files(channel, result)
@@ -205,6 +207,31 @@ def _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result)
             raise
 
 
+def _fold_files(channel, queues, batch_size, max_messages, idle_timeout, result) -> None:
+    """Fold from filesystem:// queue files, claiming each batch directly (see fsqueue.Channel.take)."""
+    names = [q.name for q in queues]
+    for queue in queues:
+        queue(channel).declare()
+    maybe_declare(transport.dead_letter_queue(), channel)
+    quiet_since = time.monotonic()
+    turn = 0
+    while (want := _room(result, batch_size, max_messages)) > 0:
+        turn += 1
+        order = names[turn % len(names):] + names[: turn % len(names)]  # no queue starves the others
+        batch = channel.take(order, want, BATCH_MAX_BYTES)
+        if not batch:
+            if time.monotonic() - quiet_since >= idle_timeout:
+                return
+            time.sleep(min(0.05, idle_timeout))
+            continue
+        quiet_since = time.monotonic()
+        try:
+            result.add(fold_batch(batch, channel))
+        except BaseException:
+            channel.give_back([m.delivery_tag for m in batch])  # not a crash: back at once (a crash: the lease)
+            raise
+
+
 def _count_oversized(n: int, limits: dict, result: FoldResult) -> None:
     if not n:
         return
@@ -242,8 +269,6 @@ def _drain(conn: Connection, batch: list[Any], want: int, idle_timeout: float) -
 
 
 def _count_corrupt_files(channel: Any, result: FoldResult) -> None:
-    from trackable import fsqueue
-
     if isinstance(channel, fsqueue.Channel) and fsqueue.Channel.corrupt_files:
         n, fsqueue.Channel.corrupt_files = fsqueue.Channel.corrupt_files, 0
         result.malformed += n
@@ -441,6 +466,9 @@ def _ack(raws: list[Any], channel: Any) -> None:
         return
     if isinstance(raws[0], redisqueue.RedisMessage):
         redisqueue.ack(channel, [raw.delivery_tag for raw in raws])
+        return
+    if isinstance(raws[0], fsqueue.FileMessage):
+        channel.ack([raw.delivery_tag for raw in raws])
         return
     if (
         getattr(channel.connection.client, "transport", None) is not None
