@@ -113,8 +113,18 @@ def encode(events: list[tuple[Any, ...]]) -> bytes:
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
+_ONE_EVENT = "[" + _EVENT + "]"
+
+
 def _formatted(events: list[tuple[Any, ...]]) -> str | None:
     """Return the JSON text of `events` formatted directly, or None when one of them needs the encoder."""
+    if len(events) == 1:  # the most common send: one plain event
+        event = events[0]
+        if (
+            type(event) is tuple and len(event) == 6 and type(event[2]) is int and type(event[4]) is int
+            and type(event[5]) is int and ((event[0], event[1], event[3]) in _plain_names)
+        ):
+            return _ONE_EVENT % event
     pieces = []
     for event in events:
         if type(event) is not tuple or len(event) < 6 or type(event[2]) is not int or type(event[4]) is not int:
