@@ -11,8 +11,10 @@ from django.test.client import RequestFactory
 from tests.helpers import fold
 from tests.testapp.models import Guide, GuideClients, GuideData, GuideReferrers, GuideSearches, Story, StoryClients
 from trackable import journal, recorded, relay
+from trackable.management.commands.trackable_status import describe_journal
 from trackable.messaging import IncrementMessage, IncrementsMessage, send_increment_message
 from trackable.sites import site
+from trackable.status import journal_status
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IPHONE = (
@@ -192,6 +194,8 @@ def test_a_breakdown_gone_before_the_relay_still_counts_the_totals(caplog):
     assert (
         "left out 1 breakdown events it could not compute: testapp.guidesearches is not a registered data model (1)"
     ) in caplog.text
+    assert journal_status()["left_out_breakdown_events"] == 1  # counted where trackable_status reports it
+    assert "breakdown events the relay could not compute (see the log): 1" in "\n".join(describe_journal(journal_status()))
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ Layout of ``TRACKABLE_JOURNAL_DIR``::
     <24 hex digits>.seg     a segment: records appended by one process, which holds an flock on it while it lives
     <24 hex digits>.state   the relay's checkpoint of that segment: {"done": offset, "intent": [start, end] | null}
     refused.log             one line "<unix time> <events>" each time sends were refused (the size cap)
+    left-out.log            the same, each time the relay left out breakdown events it could not compute
     damaged/                files set aside (a bad record, a symlink, a FIFO, a name the journal never writes)
 
 A record is a 4-byte little-endian payload length, the payload's CRC-32 (4 bytes), and the payload: the
@@ -42,6 +43,8 @@ __all__ = [
     "scan",
     "damaged_count",
     "refused_count",
+    "record_events",
+    "logged_events",
     "record_refused",
     "SEGMENT_SUFFIX",
 ]
@@ -56,6 +59,7 @@ NEW_SUFFIX = ".new"  # a segment being created (hidden until its owner holds the
 HIDDEN_LIFETIME = 3600  # seconds after which a hidden file (a segment or checkpoint never renamed) is removed
 DAMAGED = "damaged"
 REFUSED_LOG = "refused.log"
+LEFT_OUT_LOG = "left-out.log"  # breakdown events the relay could not compute (trackable/recorded.py)
 MAX_STATE_BYTES = 4096
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{24}\.seg")
 _STATE_NAME = re.compile(r"[0-9a-f]{24}\.state")
@@ -468,7 +472,7 @@ def scan(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
         if name.startswith("."):
             _remove_if_stale(folder / name)  # left by a process that died between creating and renaming it
             continue
-        if name in (DAMAGED, REFUSED_LOG):
+        if name in (DAMAGED, REFUSED_LOG, LEFT_OUT_LOG):
             continue
         try:
             info = os.lstat(folder / name)
@@ -495,18 +499,28 @@ def damaged_count(folder: Path) -> int:
 
 
 def record_refused(folder: Path, events: int) -> None:
-    """Add one line to refused.log (one small O_APPEND write: safe from many processes)."""
-    fd = os.open(folder / REFUSED_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o600)
+    """Count `events` refused sends in refused.log."""
+    record_events(folder, REFUSED_LOG, events)
+
+
+def refused_count(folder: Path) -> int:
+    """Return the events refused so far (refused.log)."""
+    return logged_events(folder, REFUSED_LOG)
+
+
+def record_events(folder: Path, log: str, events: int) -> None:
+    """Add one line "<unix time> <events>" to the count file `log` (one small O_APPEND write: safe from many processes)."""
+    fd = os.open(folder / log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o600)
     try:
         os.write(fd, f"{int(time.time())} {events}\n".encode())
     finally:
         os.close(fd)
 
 
-def refused_count(folder: Path, max_bytes: int = 1024 * 1024) -> int:
-    """Return the events refused so far, from refused.log (its last `max_bytes` bytes)."""
+def logged_events(folder: Path, log: str, max_bytes: int = 1024 * 1024) -> int:
+    """Return the events counted so far in the count file `log` (its last `max_bytes` bytes)."""
     try:
-        fd = os.open(folder / REFUSED_LOG, os.O_RDONLY | os.O_NONBLOCK | OPEN_FLAGS)
+        fd = os.open(folder / log, os.O_RDONLY | os.O_NONBLOCK | OPEN_FLAGS)
     except OSError:
         return 0
     try:

@@ -21,7 +21,7 @@ are deleted once relayed); only the dimension values leave the host.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from json import JSONEncoder
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
@@ -258,12 +258,13 @@ def _valid(extra: dict[str, Any]) -> bool:
     )
 
 
-def expand(events: list[list[Any]]) -> list[list[Any]]:
+def expand(events: list[list[Any]], left_out: Callable[[int], None] | None = None) -> list[list[Any]]:
     """Return `events` with each deferred item replaced by its breakdowns' events (their dimension values).
 
     A breakdown event that cannot be computed (its breakdown no longer registered, an item this version
     does not read, a source that fails) is left out, and the reasons logged once per batch with their
-    counts; the rest of the batch is relayed (a bad record must not stop the relay in a crash loop).
+    counts, and their number passed to `left_out`; the rest of the batch is relayed (a bad record must
+    not stop the relay in a crash loop).
     A breakdown's values are computed once per distinct set of the parts its sources read, and kept for
     the next events (a site's user agents and referrers repeat; at most MAX_MEMO sets).
     """
@@ -288,6 +289,8 @@ def expand(events: list[list[Any]]) -> list[list[Any]]:
             sum(reasons.values()),
             "; ".join(f"{reason} ({n})" for reason, n in reasons.items()),
         )
+        if left_out is not None:
+            left_out(sum(reasons.values()))
     return out
 
 

@@ -244,9 +244,18 @@ def _extras_key(extra: Any) -> Any:
 
 
 def _publish_batch(segment: Segment, start: int, end: int, events: list[list[Any]]) -> None:
-    for data_label, message_id, chunk in batch_messages(segment.id, start, end, recorded.expand(events)):
+    expanded = recorded.expand(events, lambda n: _count_left_out(segment.folder, n))
+    for data_label, message_id, chunk in batch_messages(segment.id, start, end, expanded):
         transport.publish(messages.build(chunk, message_id), data_label)
     segment.published += len(events)
+
+
+def _count_left_out(folder: Path, events: int) -> None:
+    """Count breakdown events the relay could not compute in left-out.log (trackable_status reports them)."""
+    try:
+        journal.record_events(folder, journal.LEFT_OUT_LOG, events)
+    except OSError as err:  # the count is lost, the events were logged already: never stop the relay for it
+        logger.warning("Could not count %d left-out breakdown events in %s: %s", events, journal.LEFT_OUT_LOG, err)
 
 
 def _relay_committed(segment: Segment, deadline: float) -> int:

@@ -215,6 +215,7 @@ def describe_journal(folder: Path) -> dict[str, Any]:
         facts["oldest_unrelayed_age"] = round(max(0.0, time.time() - oldest / 1000), 3)
     facts["damaged_files"] = journal.damaged_count(folder)
     facts["refused_events"] = journal.refused_count(folder)
+    facts["left_out_breakdown_events"] = journal.logged_events(folder, journal.LEFT_OUT_LOG)
     return facts
 
 

@@ -78,4 +78,8 @@ def describe_journal(facts: dict[str, Any]) -> list[str]:
         f"  refused (over TRACKABLE_JOURNAL_MAX_BYTES): {facts['refused_events']} events; damaged files set aside: "
         f"{facts['damaged_files']}"
     )
+    if facts.get("left_out_breakdown_events"):
+        out.append(
+            f"  breakdown events the relay could not compute (see the log): {facts['left_out_breakdown_events']}"
+        )
     return out
