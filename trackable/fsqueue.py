@@ -16,8 +16,6 @@ or it held them longer than the lease) are renamed back by the next listing of t
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -32,7 +30,7 @@ from typing import Any
 from kombu.transport import filesystem
 from kombu.utils.json import dumps, object_hook
 
-from trackable.redisqueue import LEASE
+from trackable.redisqueue import ENVELOPE_ERRORS, LEASE, envelope_fields
 
 __all__ = [
     "Channel",
@@ -219,7 +217,7 @@ class Channel(filesystem.Channel):
                 tag = payload["properties"]["delivery_tag"]
                 try:
                     message = FileMessage(tag, payload, queue)
-                except (ValueError, TypeError, KeyError, AttributeError, binascii.Error) as err:
+                except ENVELOPE_ERRORS as err:
                     entry = self._claimed.pop(tag, None)
                     if entry is not None:
                         self._set_aside(*entry, err)
@@ -333,19 +331,9 @@ class FileMessage:
     __slots__ = ("delivery_tag", "body", "content_type", "content_encoding", "headers", "delivery_info")
 
     def __init__(self, tag: str, payload: dict[str, Any], queue: str) -> None:
-        properties = payload["properties"]
-        body = payload["body"]
-        if properties.get("body_encoding") == "base64":
-            body = base64.b64decode(body, validate=True)
-        if not isinstance(body, (str, bytes)):
-            raise TypeError("the body is not a string")
-        content_type, encoding, headers = payload.get("content-type"), payload.get("content-encoding"), payload.get("headers")
+        self.body, self.content_type, self.content_encoding, self.headers = envelope_fields(payload)
         self.delivery_tag = tag
         self.delivery_info: dict[str, Any] = {"routing_key": queue}  # the queue its file was in
-        self.body = body if isinstance(body, bytes) else body.encode("utf-8", "replace")
-        self.content_type = content_type if isinstance(content_type, str) else None
-        self.content_encoding = encoding if isinstance(encoding, str) else None
-        self.headers = headers if isinstance(headers, dict) else {}
 
 
 def _alive(pid: int) -> bool:

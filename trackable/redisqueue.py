@@ -104,26 +104,32 @@ class RedisMessage:
         self.body = raw  # unless it is a kombu envelope: then the fold sets it aside as malformed
         try:
             envelope = json.loads(raw)
-            properties = envelope["properties"]
-            body = envelope["body"]
-            if properties.get("body_encoding") == "base64":
-                body = base64.b64decode(body, validate=True)
-            if not isinstance(body, (str, bytes)):
-                raise TypeError("the body is not a string")
-            info = properties.get("delivery_info", {})
+            info = envelope["properties"].get("delivery_info", {})
             if not isinstance(info, dict) or not isinstance(info.get("routing_key", ""), str):
                 raise TypeError("the routing key is not a string")
-            content_type, encoding, headers = (
-                envelope.get("content-type"),
-                envelope.get("content-encoding"),
-                envelope.get("headers"),
-            )
+            self.body, self.content_type, self.content_encoding, self.headers = envelope_fields(envelope)
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError, binascii.Error):
             return
-        self.body = body if isinstance(body, bytes) else body.encode("utf-8", "replace")
-        self.content_type = content_type if isinstance(content_type, str) else None
-        self.content_encoding = encoding if isinstance(encoding, str) else None
-        self.headers = headers if isinstance(headers, dict) else {}
+
+
+#: What envelope_fields() raises for an envelope that is not kombu's.
+ENVELOPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, binascii.Error)
+
+
+def envelope_fields(envelope: Any) -> tuple[bytes, str | None, str | None, dict[str, Any]]:
+    """Return (body, content type, content encoding, headers) of a kombu envelope; raise one of ENVELOPE_ERRORS."""
+    body = envelope["body"]
+    if envelope["properties"].get("body_encoding") == "base64":
+        body = base64.b64decode(body, validate=True)
+    if not isinstance(body, (str, bytes)):
+        raise TypeError("the body is not a string")
+    content_type, encoding, headers = envelope.get("content-type"), envelope.get("content-encoding"), envelope.get("headers")
+    return (
+        body if isinstance(body, bytes) else body.encode("utf-8", "replace"),
+        content_type if isinstance(content_type, str) else None,
+        encoding if isinstance(encoding, str) else None,
+        headers if isinstance(headers, dict) else {},
+    )
 
 
 class Taken(list):
