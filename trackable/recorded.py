@@ -391,13 +391,8 @@ def _left_out(reasons: dict[str, int], err: Exception) -> None:
 def _values(
     route: Route, request: RecordedRequest, explicit: Any, customs: Mapping[str, Any], computed: dict[Any, Any]
 ) -> dict[str, str]:
-    out = {}
-    for name, source, max_length in route.dimensions:
-        if explicit is not None and name in explicit:
-            value = explicit[name]
-        elif source in _PARTS:
-            value = computed[source] if source in computed else computed.setdefault(source, source(request))
-        else:
-            value = customs.get(name)
-        out[name] = dimensions.normalise(value, max_length)
-    return out
+    """Return the route's dimension values: the view's for custom sources, the sources' own for the built-in ones."""
+    for name, source, _ in route.dimensions:
+        if source not in _PARTS:
+            computed[source] = customs.get(name)  # ran in the view, which recorded its value
+    return dimensions.values_for(request, route.dimensions, explicit, computed)  # type: ignore[arg-type]
