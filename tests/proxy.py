@@ -1,9 +1,10 @@
-"""A TCP proxy in front of a real broker, which a test can cut and restore to stage an outage."""
+"""A TCP proxy in front of a real broker, which a test can cut and restore to stage an outage, or slow down."""
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -18,6 +19,7 @@ class BrokerProxy:
         self.port = 0
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
+        self.lag = 0.0  # seconds each chunk from the broker waits before it is passed on (a broker under load)
         self.restore()
 
     @property
@@ -64,13 +66,14 @@ class BrokerProxy:
             upstream.settimeout(None)
             with self.lock:
                 self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, lagged in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, lagged), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, lagged: bool) -> None:
         try:
             while data := src.recv(65536):
+                if lagged and self.lag:
+                    time.sleep(self.lag)
                 dst.sendall(data)
         except OSError:
             pass

@@ -576,10 +576,10 @@ def test_under_steady_traffic_the_relay_publishes_once_per_interval_not_per_even
     real_publish = transport.publish
     published = []
 
-    def publish_like_a_broker_with_confirms(body, data_label):
+    def publish_like_a_broker_with_confirms(body, data_label, **kwargs):
         time.sleep(0.004)  # a publisher confirm's round trip
         published.append(data_label)
-        real_publish(body, data_label)
+        real_publish(body, data_label, **kwargs)
 
     monkeypatch.setattr(transport, "publish", publish_like_a_broker_with_confirms)
     article = Article.objects.create(title="a")

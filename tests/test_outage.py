@@ -27,10 +27,9 @@ ADMINS = ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@exam
 
 pytestmark = pytest.mark.django_db
 
+AMQP_URL = os.environ.get("TRACKABLE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 NETWORK_URL = (
-    django_settings.TRACKABLE_BROKER_URL
-    if not django_settings.TRACKABLE_BROKER_URL.startswith("filesystem")
-    else os.environ.get("TRACKABLE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    django_settings.TRACKABLE_BROKER_URL if not django_settings.TRACKABLE_BROKER_URL.startswith("filesystem") else AMQP_URL
 )
 
 
@@ -170,6 +169,30 @@ def test_relay_command_during_and_after_an_outage(proxy, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "Relayed 3 events; 0 bytes left in the journal; 0 files set aside."
     fold_direct()
     assert ArticleTrackableData.objects.get().impressions == 3
+
+
+def test_the_relay_waits_for_a_slow_publisher_confirm_instead_of_calling_it_an_outage(capsys):
+    # RabbitMQ confirms a persistent message once it is on disk: under load that takes longer than
+    # TRACKABLE_CONNECT_TIMEOUT, which bounds a view's wait, not the relay's (a CI run failed so).
+    slow = BrokerProxy(AMQP_URL)
+    transport.reset()
+    article = Article.objects.create(title="a")
+    try:
+        with override_settings(TRACKABLE_BROKER_URL=slow.url, TRACKABLE_CONNECT_TIMEOUT=0.3):
+            assert send_increment_message(None, article, "impressions") is True
+            call_command("trackable_relay")  # connects and declares the queue at full speed
+            slow.lag = 1.0  # from now on each confirm arrives a second late
+            for _ in range(3):
+                assert send_increment_message(None, article, "impressions") is True
+            call_command("trackable_relay")
+    finally:
+        slow.close()
+        transport.reset()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "Relayed 3 events; 0 bytes left in the journal; 0 files set aside."
+    with override_settings(TRACKABLE_BROKER_URL=AMQP_URL):
+        fold()
+    assert ArticleTrackableData.objects.get().impressions == 4
 
 
 @pytest.mark.no_broker

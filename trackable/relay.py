@@ -36,6 +36,7 @@ BATCH_BYTES = 1024 * 1024  # bytes of records read (and published) per batch
 SEGMENT_BYTES = 16 * 1024 * 1024  # a fully relayed segment this large is replaced by a new one and deleted
 ADOPT_INTERVAL = 5.0  # seconds between two looks for orphaned segments
 MAX_EVENTS_PER_MESSAGE = 2000  # keeps a message far below TRACKABLE_MAX_MESSAGE_BYTES
+CONFIRM_PATIENCE = 10.0  # seconds the relay waits for a publisher confirm (within its deadline)
 
 _lock = threading.Lock()
 _writer: Writer | None = None
@@ -243,10 +244,11 @@ def _extras_key(extra: Any) -> Any:
     return ("json", json.dumps(extra, sort_keys=True, default=str))  # anything else: the fold judges it
 
 
-def _publish_batch(segment: Segment, start: int, end: int, events: list[list[Any]]) -> None:
+def _publish_batch(segment: Segment, start: int, end: int, events: list[list[Any]], deadline: float) -> None:
     expanded = recorded.expand(events, lambda n: _count_left_out(segment.folder, n))
     for data_label, message_id, chunk in batch_messages(segment.id, start, end, expanded):
-        transport.publish(messages.build(chunk, message_id), data_label)
+        patience = max(settings.CONNECT_TIMEOUT, min(CONFIRM_PATIENCE, deadline - time.monotonic()))
+        transport.publish(messages.build(chunk, message_id), data_label, confirm_timeout=patience)
     segment.published += len(events)
 
 
@@ -268,7 +270,7 @@ def _relay_committed(segment: Segment, deadline: float) -> int:
         events, got, problem = journal.read_records(segment.fd, start, end - start)
         if problem or got != end:
             raise JournalDamaged(problem or f"the batch of bytes {start}–{end} recorded before a crash is incomplete")
-        _publish_batch(segment, start, end, events)
+        _publish_batch(segment, start, end, events, deadline)
         state = State(end, None)
         journal.save_state(path, state, fsync)
     # Only what is committed now: appends landing while this tick publishes wait for the next tick. Chasing
@@ -278,7 +280,7 @@ def _relay_committed(segment: Segment, deadline: float) -> int:
         events, end, problem = journal.read_records(segment.fd, state.done, min(BATCH_BYTES, committed - state.done))
         if end > state.done:
             journal.save_state(path, State(state.done, (state.done, end)), fsync)  # the intent, before publishing
-            _publish_batch(segment, state.done, end, events)
+            _publish_batch(segment, state.done, end, events, deadline)
             state = State(end, None)
             journal.save_state(path, state, fsync)
         segment.done = state.done

@@ -143,8 +143,13 @@ def _bound_queue(local: _Local, producer: Producer, data_label: str) -> Queue:
     return queue
 
 
-def publish(body: bytes, data_label: str) -> None:
-    """Publish one message body to the queue of `data_label`; raise TrackableConnectionError on failure."""
+def publish(body: bytes, data_label: str, confirm_timeout: float | None = None) -> None:
+    """Publish one message body to the queue of `data_label`; raise TrackableConnectionError on failure.
+
+    `confirm_timeout` lets a caller off the request path (the journal's relay) wait longer than
+    TRACKABLE_CONNECT_TIMEOUT for an AMQP publisher confirm: a broker under load that fsyncs before
+    confirming is slow, not down.
+    """
     state = _state
     if state.down_until and time.monotonic() < state.down_until:
         raise TrackableConnectionError(
@@ -161,6 +166,7 @@ def publish(body: bytes, data_label: str) -> None:
             content_encoding="utf-8",
             delivery_mode=2,
             retry=False,
+            confirm_timeout=confirm_timeout,
         )
     except TrackableConnectionError:
         raise
