@@ -118,17 +118,21 @@ def encode(events: list[tuple[Any, ...]]) -> bytes:
 
 
 _ONE_EVENT = "[" + _EVENT + "]"
+_ONE_EVENT_WITH = "[" + _EVENT_WITH + "]"
 
 
 def _formatted(events: list[tuple[Any, ...]]) -> str | None:
     """Return the JSON text of `events` formatted directly, or None when one of them needs the encoder."""
-    if len(events) == 1:  # the most common send: one plain event
+    if len(events) == 1:  # the most common sends: one plain event, with a breakdowns' item or not
         event = events[0]
         if (
-            type(event) is tuple and len(event) == 6 and type(event[2]) is int and type(event[4]) is int
+            type(event) is tuple and len(event) >= 6 and type(event[2]) is int and type(event[4]) is int
             and type(event[5]) is int and ((event[0], event[1], event[3]) in _plain_names)
         ):
-            return _ONE_EVENT % event
+            if len(event) == 6:
+                return _ONE_EVENT % event
+            if len(event) == 7 and type(event[6]) is Fragment:
+                return _ONE_EVENT_WITH % (event[0], event[1], event[2], event[3], event[4], event[5], event[6].text)
     pieces = []
     for event in events:
         if type(event) is not tuple or len(event) < 6 or type(event[2]) is not int or type(event[4]) is not int:

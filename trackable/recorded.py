@@ -62,7 +62,7 @@ _META = {"r": "HTTP_REFERER", "a": "HTTP_USER_AGENT", "l": "HTTP_ACCEPT_LANGUAGE
 class Recipe:
     """What a send of one parent model's field records for its breakdowns (the breakdowns among `routes`)."""
 
-    __slots__ = ("routes", "plain", "limits", "parts", "customs", "names", "fixed")
+    __slots__ = ("routes", "plain", "limits", "parts", "customs", "names", "fixed", "head")
 
     def __init__(self, routes: tuple[Route, ...]) -> None:
         self.routes = routes
@@ -94,6 +94,7 @@ class Recipe:
         self.names = {name for route in breakdowns for name, _, _ in route.dimensions}
         #: the item's text up to the members of "b" of the breakdowns with custom sources (written per send)
         self.fixed = '{"b":{' + ",".join(plain) + ("," if plain and self.customs else "")
+        self.head = self.fixed + '},"r":'  # the item's text before the parts, when no breakdown has a custom source
 
 
 _recipes: dict[int, Recipe] = {}
@@ -180,7 +181,7 @@ def fragment(
     `parts` is the text capture() made of the request.
     """
     if not found.customs and not explicit:  # built-in sources only: the same text around the parts
-        return journal.Fragment(found.fixed + '},"r":' + parts + "}")
+        return journal.Fragment(found.head + parts + "}")
     text = found.fixed
     if found.customs:
         texts = []
