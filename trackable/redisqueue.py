@@ -89,6 +89,10 @@ return n
 """ % RESTORE_CHUNK  # noqa: UP031 - Lua source, kept readable; one integer filled in
 
 
+#: What envelope_fields() raises for an envelope that is not kombu's.
+ENVELOPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, binascii.Error)
+
+
 class RedisMessage:
     """One message taken from a Redis queue: what the fold reads of a kombu Message."""
 
@@ -108,12 +112,8 @@ class RedisMessage:
             if not isinstance(info, dict) or not isinstance(info.get("routing_key", ""), str):
                 raise TypeError("the routing key is not a string")
             self.body, self.content_type, self.content_encoding, self.headers = envelope_fields(envelope)
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, binascii.Error):
+        except (*ENVELOPE_ERRORS, RecursionError):  # RecursionError: json.loads of a too deeply nested text
             return
-
-
-#: What envelope_fields() raises for an envelope that is not kombu's.
-ENVELOPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, binascii.Error)
 
 
 def envelope_fields(envelope: Any) -> tuple[bytes, str | None, str | None, dict[str, Any]]:
