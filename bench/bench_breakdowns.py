@@ -30,24 +30,36 @@ AGENTS = [
 ]
 
 
-def _requests(n: int) -> list:
+def _requests(n: int, start: int = 0) -> list:
+    """Return the requests of visits start … start + n - 1, each header a string of its own (as a server makes them)."""
     from django.test.client import RequestFactory
 
-    rng = random.Random(7)
+    rng = random.Random(7 + start)
     factory = RequestFactory()
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         referrer = rng.choice([
             f"https://www.google.com/search?q=tide+tables+{i % 50}",
             f"https://news{i % 200}.example/article/{i}",
             "https://bench.example/",
             None,
         ])
-        meta = {"HTTP_USER_AGENT": rng.choice(AGENTS), "HTTP_HOST": "bench.example", "REMOTE_ADDR": f"10.0.{i // 250}.{i % 250}"}
+        meta = {
+            "HTTP_USER_AGENT": _fresh(rng.choice(AGENTS)), "HTTP_HOST": _fresh("bench.example"),
+            "REMOTE_ADDR": f"10.0.{i // 250}.{i % 250}",
+        }
         if referrer:
-            meta["HTTP_REFERER"] = referrer
+            meta["HTTP_REFERER"] = _fresh(referrer)
         out.append(factory.get(f"/stories/{i % 100}/", **({"plan": "pro"} if i % 3 == 0 else {}), **meta))
     return out
+
+
+def _fresh(text: str) -> str:
+    """Return a new string object equal to `text`, its hash not computed yet: a served request's headers are new."""
+    return text.encode().decode()
+
+
+BLOCK = 250  # calls of one series before the next series' turn
 
 
 def request_path(rounds: int) -> None:
@@ -58,12 +70,15 @@ def request_path(rounds: int) -> None:
     custom source (``plan_of``, which reads ``request.GET``) — alone, and when the view has read
     ``request.GET`` already (the query string's parse, most of that source's cost, is then the view's).
 
-    Every call gets a request object of its own (made before the clock starts): nothing a source
-    parsed for an earlier call (the query string, the referrer) is reused. ``build()`` is timed on the
-    clock. ``send()`` is timed twice: the p50 of each call on the clock (what the view waits for: the
-    request path alone, the relay thread parked), and the process's CPU (all threads) from the first
-    send to the end of a relay of everything journaled: the relay thread, which computes the
-    breakdowns' values from what the send recorded, does that work in the web process too.
+    Every call gets a request object of its own, made (before the clock starts) just before its block
+    of calls, as a server makes each request just before its view: its headers are new strings, in the
+    processor's caches. Nothing a source parsed for an earlier call (the query string, the referrer) is
+    reused, and each round's visits are new (the pages referring once are new pages). ``build()`` is
+    timed on the clock. ``send()`` is timed twice: the p50 of each call on the clock (what the view waits for: the
+    request path alone, the relay thread parked), and the process's CPU (all threads) of the sends and
+    of the relay of what they journaled: the relay thread, which computes the breakdowns' values from
+    what the send recorded, does that work in the web process too. The series take turns by blocks of
+    BLOCK calls (each send block followed by its relay), so a slow spell of the machine weighs on all.
     """
     from django.test import override_settings
 
@@ -87,30 +102,35 @@ def request_path(rounds: int) -> None:
         for what, calls in (("build", 10_000), ("send", 5_000)):
             costs: dict[str, list[float]] = {name: [] for name in series}
             latency: dict[str, list[float]] = {name: [] for name in series}
-            for _ in range(rounds):
-                for name, (obj, field, parsed) in series.items():
-                    requests = _requests(calls)
-                    if parsed:
+            for round_ in range(rounds):
+                spent = dict.fromkeys(series, 0.0)
+                waits: dict[str, list[float]] = {name: [] for name in series}
+                gc.collect()
+                clock = time.perf_counter if what == "build" else time.process_time
+                for block in range(0, calls, BLOCK):  # the series take turns, a block each: a noisy core's slow
+                    for name, (obj, field, parsed) in series.items():  # spells fall on all of them alike
+                        requests = _requests(BLOCK, round_ * calls + block)  # made just before their sends
+                        if parsed:
+                            for request in requests:
+                                request.GET  # noqa: B018 - the view read its query string
+                        gc.freeze()  # the prepared requests are not the collector's work (a served request is gone)
+                        started = clock()
                         for request in requests:
-                            request.GET  # noqa: B018 - the view read its query string
-                    gc.collect()
-                    gc.freeze()  # the prepared requests are not the collector's work (a served request is gone)
-                    clock = time.perf_counter if what == "build" else time.process_time
-                    waits = []
-                    started = clock()
-                    for request in requests:
-                        message = IncrementMessage(request, obj, field)
-                        if what == "build":
-                            message.build()
-                        else:
-                            begun = time.perf_counter()
-                            message.send()
-                            waits.append(time.perf_counter() - begun)
+                            message = IncrementMessage(request, obj, field)
+                            if what == "build":
+                                message.build()
+                            else:
+                                begun = time.perf_counter()
+                                message.send()
+                                waits[name].append(time.perf_counter() - begun)
+                        if what == "send":
+                            relay.flush(60)  # this block's events relayed: their CPU is this series'
+                        spent[name] += clock() - started
+                gc.unfreeze()
+                for name in series:
+                    costs[name].append(spent[name] / calls * 1e6)
                     if what == "send":
-                        relay.flush(60)
-                        latency[name].append(statistics.median(waits) * 1e6)
-                    costs[name].append((clock() - started) / calls * 1e6)
-                    gc.unfreeze()
+                        latency[name].append(statistics.median(waits[name]) * 1e6)
             base = statistics.median(costs["plain"])
             unit = "µs" if what == "build" else "µs of CPU, relay included"
             for name in series:
