@@ -125,6 +125,22 @@ def test_the_view_records_only_the_parts_the_sources_read_each_cut_to_its_bound(
 
 @pytest.mark.django_db
 @pytest.mark.no_broker
+def test_a_user_agent_seen_before_is_cut_to_the_length_now_set(settings):
+    agent = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0 seen-twice"
+    guide = Guide.objects.create(title="g")
+
+    def recorded_agent():
+        request = _request("/guides/1/", {"HTTP_USER_AGENT": agent})
+        events = [e for es in IncrementMessage(request, guide, "views").build().values() for e in es]
+        return json.loads(journal.encode(events)[journal.HEADER.size :])[0][6]["r"]["a"]
+
+    assert recorded_agent() == agent  # remembered by the process, as written
+    settings.TRACKABLE_USER_AGENT_MAX_LENGTH = 20
+    assert recorded_agent() == agent[:20]
+
+
+@pytest.mark.django_db
+@pytest.mark.no_broker
 def test_the_journal_writes_a_deferred_record_as_the_encoder_would():
     story = Story.objects.create(title="s")
     for path, meta in REQUESTS:
@@ -230,7 +246,7 @@ def test_the_referrers_query_string_is_recorded_only_for_search_terms():
     route = site.route(Guide, "views", GuideReferrers)
     request = _request("/", {"HTTP_REFERER": "https://mail.example/read?token=s3cret&to=a@b.example#x"})
     assert recorded.Recipe((route,)).parts == ("h", "r")
-    assert recorded.capture(request, ("h", "r")) == '{"h":"testserver","r":"https://mail.example/read"}'
+    assert recorded.capture(request, recorded.Recipe((route,))) == '{"h":"testserver","r":"https://mail.example/read"}'
     searches = site.route(Guide, "views", GuideSearches)
     assert recorded.Recipe((route, searches)).parts == ("h", "s")  # the whole one: search terms are in it
 
@@ -250,3 +266,53 @@ def test_a_batch_of_sends_expands_as_each_send_alone():
     assert together == [list(e) for e in direct]  # the same events, in the same order
     assert together == [event for record in records for event in recorded.expand(record)]  # and alone
     assert len({json.dumps(e[6]) for e in together if e[0] == "testapp.guidereferrers"}) == 9  # the distinct hosts
+
+
+# Object id columns narrower than GuideData's own (a breakdown declared with another object_id field):
+# (GuideData's limits, GuideReferrers' limits, a pk only GuideReferrers refuses, the error, a pk both hold).
+NARROWER = {
+    "a smaller integer column": (
+        None, ("int", 0, 32767, "GuideReferrers.object_id (PositiveSmallIntegerField)"), 70_000,
+        "GuideReferrers.object_id (PositiveSmallIntegerField) holds integers from 0 to 32767", 32_767,
+    ),
+    "shorter string columns": (
+        ("int", 0, 2**63 - 1, "GuideData.object_id (CharField)", 10),
+        ("int", 0, 2**63 - 1, "GuideReferrers.object_id (CharField)", 4),
+        70_000, "GuideReferrers.object_id (CharField) holds at most 4 characters", 9_999,
+    ),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.no_broker
+@pytest.mark.parametrize("case", NARROWER)
+def test_a_pk_a_breakdowns_column_cannot_hold_is_refused_in_the_view(monkeypatch, case):
+    from dataclasses import replace
+
+    from trackable.exceptions import InvalidPrimaryKey
+    from trackable.pklimits import PkLimits
+
+    own, referrers, refused, error, held = NARROWER[case]
+
+    def narrowed(route, limits):
+        if limits is None:
+            return route
+        kind, low, high, holder, *max_length = limits
+        new = PkLimits(kind, low, high, *max_length, holder=holder)
+        int_low, int_high = new.int_range() or (1, 0)
+        return replace(route, pk_limits=new, int_low=int_low, int_high=int_high)
+
+    routes = tuple(
+        narrowed(route, own if route.data_model is GuideData else referrers if route.data_model is GuideReferrers else None)
+        for route in site.routes(Guide, "views")
+    )
+    monkeypatch.setitem(site._all_routes, (Guide, "views", None), routes)
+    request = _request("/guides/1/", {"HTTP_USER_AGENT": FIREFOX, "HTTP_REFERER": "https://news.example/"})
+    with pytest.raises(InvalidPrimaryKey) as err:
+        IncrementMessage(request, Guide(pk=refused, title="g"), "views").build()
+    assert str(err.value) == f"Cannot track Guide with pk {refused}: {error}."
+    events = _relayed(IncrementMessage(request, Guide(pk=held, title="g"), "views"))
+    assert sorted((e[0], e[2]) for e in events) == [
+        ("testapp.guideclients", held), ("testapp.guidedata", held), ("testapp.guidereferrers", held),
+        ("testapp.guidesearches", held),
+    ]

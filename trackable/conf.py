@@ -1,6 +1,7 @@
 """The TRACKABLE_* settings, read lazily and cached until Django's setting_changed signal."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,9 @@ def _reload_settings(*, setting: str, **kwargs: Any) -> None:
         from trackable import transport
 
         transport.reset()
+        recorded = sys.modules.get("trackable.recorded")
+        if recorded is not None and setting == PREFIX + "USER_AGENT_MAX_LENGTH":
+            recorded.forget()  # the texts of the user agents it remembers were cut to the old length
         if setting.startswith(PREFIX + "JOURNAL") or setting == "BASE_DIR":
             from trackable import relay
 

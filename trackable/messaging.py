@@ -125,6 +125,14 @@ class TrackableMessage(ABC):
             checked = None  # the breakdowns of a parent mostly share its data model's limits (one object)
             routes = site.routes(type(obj), field, self.data_model)
             found = recorded.recipe(routes) if defer and (len(routes) > 1 or routes[0].dimensions) else None
+            if found is not None and found.lone is not None and not self.dimensions:  # the common send, the short way
+                route = found.lone
+                if not (type(pk) is int and route.int_low <= pk <= route.int_high):
+                    for limited in (route, *found.limits):
+                        _check_pk(limited, pk, obj)
+                item = recorded.item(request, found)  # type: ignore[arg-type]  # defer: a request
+                grouped[route.data_label].append((route.data_label, route.parent_label, pk, field, amount, ts, item))
+                continue
             for route in routes if found is None else found.plain:
                 if route.pk_limits is not checked and not (type(pk) is int and route.int_low <= pk <= route.int_high):
                     _check_pk(route, pk, obj)
@@ -145,7 +153,7 @@ class TrackableMessage(ABC):
                     if route.pk_limits is not checked and not (type(pk) is int and route.int_low <= pk <= route.int_high):
                         _check_pk(route, pk, obj)
                 if raw is None or raw[0] is not found.parts:
-                    raw = (found.parts, recorded.capture(request, found.parts))  # type: ignore[arg-type]  # defer: a request
+                    raw = (found.parts, recorded.capture(request, found))  # type: ignore[arg-type]  # defer: a request
                 if self.dimensions:
                     named.update(found.names)
                 item = recorded.fragment(request, found, raw[1], self.dimensions, computed)  # type: ignore[arg-type]

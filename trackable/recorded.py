@@ -32,7 +32,7 @@ from trackable import dimensions, journal
 from trackable.conf import settings
 from trackable.sites import Route, site
 
-__all__ = ["DEFERRED", "Recipe", "recipe", "capture", "fragment", "detach", "mark_spider", "expand", "RecordedRequest"]
+__all__ = ["DEFERRED", "Recipe", "recipe", "capture", "item", "fragment", "detach", "mark_spider", "expand", "RecordedRequest"]
 
 logger = logging.getLogger("trackable")
 
@@ -59,10 +59,23 @@ for _name in ("utm_source", "utm_medium", "utm_campaign"):
 _META = {"r": "HTTP_REFERER", "a": "HTTP_USER_AGENT", "l": "HTTP_ACCEPT_LANGUAGE", "q": "QUERY_STRING"}
 
 
+# How each part is read: (its META key, or None for the path; the JSON text before its value; its bound,
+# or None for TRACKABLE_USER_AGENT_MAX_LENGTH).
+_READ = {
+    "a": ("HTTP_USER_AGENT", '"a":', None),
+    "h": ("HTTP_HOST", '"h":', MAX_HOST_CHARS),
+    "l": ("HTTP_ACCEPT_LANGUAGE", '"l":', MAX_LANGUAGE_CHARS),
+    "p": (None, '"p":', MAX_PART_CHARS),
+    "q": ("QUERY_STRING", '"q":', MAX_QUERY_CHARS),
+    "r": ("HTTP_REFERER", '"r":', MAX_PART_CHARS),  # cut at its query string (or fragment): see capture()
+    "s": ("HTTP_REFERER", '"s":', MAX_PART_CHARS),  # whole: the search terms are in its query string
+}
+
+
 class Recipe:
     """What a send of one parent model's field records for its breakdowns (the breakdowns among `routes`)."""
 
-    __slots__ = ("routes", "plain", "limits", "parts", "customs", "names", "fixed", "head")
+    __slots__ = ("routes", "plain", "limits", "parts", "reads", "customs", "names", "fixed", "head", "lone")
 
     def __init__(self, routes: tuple[Route, ...]) -> None:
         self.routes = routes
@@ -91,10 +104,21 @@ class Recipe:
         if "s" in parts:
             parts.discard("r")  # the whole referrer holds the one cut at its query string
         self.parts = tuple(sorted(parts))
+        #: how capture() reads each part: (part, its META key or None for the path, its texts seen)
+        self.reads = tuple((part, _READ[part][0], _seen[part]) for part in self.parts)
         self.names = {name for route in breakdowns for name, _, _ in route.dimensions}
         #: the item's text up to the members of "b" of the breakdowns with custom sources (written per send)
         self.fixed = '{"b":{' + ",".join(plain) + ("," if plain and self.customs else "")
         self.head = self.fixed + '},"r":'  # the item's text before the parts, when no breakdown has a custom source
+        #: the plain route whose event carries the item on a send without explicit values (the common
+        #: send, which the view makes without a loop): set when the breakdowns' sources are all built-in,
+        #: there is one plain route, whose events carry nothing else (no visitor), and every integer pk
+        #: it takes without a check is one each breakdown takes too
+        self.lone: Route | None = None
+        if len(self.plain) == 1 and breakdowns and not self.customs and not self.plain[0].feeds_visitors:
+            lone = self.plain[0]
+            if all(route.int_low <= lone.int_low and lone.int_high <= route.int_high for route in self.limits):
+                self.lone = lone
 
 
 _recipes: dict[int, Recipe] = {}
@@ -110,42 +134,66 @@ def recipe(routes: tuple[Route, ...]) -> Recipe:
     return found
 
 
-# How each part is read: (its META key, or None for the path; the JSON text before its value; its bound,
-# or None for TRACKABLE_USER_AGENT_MAX_LENGTH).
-_READ = {
-    "a": ("HTTP_USER_AGENT", '"a":', None),
-    "h": ("HTTP_HOST", '"h":', MAX_HOST_CHARS),
-    "l": ("HTTP_ACCEPT_LANGUAGE", '"l":', MAX_LANGUAGE_CHARS),
-    "p": (None, '"p":', MAX_PART_CHARS),
-    "q": ("QUERY_STRING", '"q":', MAX_QUERY_CHARS),
-    "r": ("HTTP_REFERER", '"r":', MAX_PART_CHARS),  # cut at its query string (or fragment): see capture()
-    "s": ("HTTP_REFERER", '"s":', MAX_PART_CHARS),  # whole: the search terms are in its query string
-}
+def capture(request: HttpRequest, found: Recipe) -> str:
+    """Return the JSON text of the request's parts the recipe's sources read, each cut to its bound (absent ones left out)."""
+    return "{" + ",".join(_members(request, found)) + "}"
 
 
-def capture(request: HttpRequest, parts: tuple[str, ...]) -> str:
-    """Return the JSON text of the request's parts named in `parts`, each cut to its bound (absent ones left out)."""
-    get = request.META.get
+def item(request: HttpRequest, found: Recipe) -> journal.Fragment:
+    """Return the item of a send whose breakdowns read built-in sources only, without explicit values."""
+    return journal.Fragment(f"{found.head}{{{','.join(_members(request, found))}}}}}")
+
+
+# The member text ('"a":"Mozilla/5.0 ..."', or "" where nothing is recorded) of each part's values seen,
+# per part: a site's user agents, hosts, paths and most referrers are seen again and again. At most
+# MAX_SEEN values per part (forgotten all at once); longer values than MAX_KEPT_CHARS are written each time.
+_seen: dict[str, dict[Any, str]] = {part: {} for part in _READ}
+MAX_SEEN = 1000
+MAX_KEPT_CHARS = 300
+
+
+def _members(request: HttpRequest, found: Recipe) -> list[str]:
+    meta = request.META
     members = []
-    for part in parts:
-        key, start, limit = _READ[part]
-        value = request.path if key is None else get(key)
-        if not value:
-            if part != "h" or not get("SERVER_NAME"):
-                continue
-            value = get("SERVER_NAME")  # no Host header: the server's name, as Django's get_host() falls back
-        elif part == "q" and "utm_" not in value and "%" not in value:
-            continue  # the utm_ sources find nothing in it
-        elif part == "r" and type(value) is str:
-            value = _without_query(value)  # what may hold tokens or e-mail addresses is not written
-        if type(value) is not str:
-            value = str(value)
-        value = value[: settings.USER_AGENT_MAX_LENGTH if limit is None else limit]
-        text = _quoted.get(value)  # a site's user agents, hosts and most referrers are seen again and again
+    for part, key, seen in found.reads:
+        value = request.path if key is None else meta.get(key)
+        try:
+            text = seen.get(value)
+        except TypeError:  # not a string (nor hashable): see _member()
+            text = None
         if text is None:
-            text = _quote(value) if len(value) > MAX_KEPT_CHARS else _quote_kept(value)
-        members.append(start + text)
-    return "{" + ",".join(members) + "}"
+            text = _member(request, part, value, seen)
+        if text:
+            members.append(text)
+    return members
+
+
+def _member(request: HttpRequest, part: str, value: Any, seen: dict[Any, str]) -> str:
+    """Return the member text of one part of the request ("" when it is not recorded); remember it."""
+    _, start, limit = _READ[part]
+    raw = value
+    if not value:
+        value = request.META.get("SERVER_NAME") if part == "h" else None  # as Django's get_host() falls back
+        if not value:
+            return ""
+    elif part == "q" and type(value) is str and "utm_" not in value and "%" not in value:
+        value = ""  # the utm_ sources find nothing in it
+    elif part == "r" and type(value) is str:
+        value = _without_query(value)  # what may hold tokens or e-mail addresses is not written
+    if type(value) is not str:
+        value = str(value)
+    text = value and start + _quote(value[: settings.USER_AGENT_MAX_LENGTH if limit is None else limit])
+    if type(raw) is str and raw and len(raw) <= MAX_KEPT_CHARS:
+        if len(seen) >= MAX_SEEN:
+            seen.clear()
+        seen[raw] = text
+    return text
+
+
+def forget() -> None:
+    """Forget the texts of the parts seen (a setting they depend on changed)."""
+    for seen in _seen.values():
+        seen.clear()
 
 
 def _without_query(url: str) -> str:
@@ -155,18 +203,6 @@ def _without_query(url: str) -> str:
         if at >= 0:
             end = at
     return url[:end]
-
-
-_quoted: dict[str, str] = {}  # the JSON texts of parts seen, at most MAX_QUOTED (forgotten all at once)
-MAX_QUOTED = 2000
-MAX_KEPT_CHARS = 300  # longer parts are quoted each time
-
-
-def _quote_kept(value: str) -> str:
-    if len(_quoted) >= MAX_QUOTED:
-        _quoted.clear()
-    text = _quoted[value] = _quote(value)
-    return text
 
 
 def fragment(
