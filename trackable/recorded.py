@@ -67,7 +67,7 @@ _READ = {
     "l": ("HTTP_ACCEPT_LANGUAGE", '"l":', MAX_LANGUAGE_CHARS),
     "p": (None, '"p":', MAX_PART_CHARS),
     "q": ("QUERY_STRING", '"q":', MAX_QUERY_CHARS),
-    "r": ("HTTP_REFERER", '"r":', MAX_PART_CHARS),  # cut at its query string (or fragment): see capture()
+    "r": ("HTTP_REFERER", '"r":', MAX_PART_CHARS),  # cut at its query string (or fragment): see _member()
     "s": ("HTTP_REFERER", '"s":', MAX_PART_CHARS),  # whole: the search terms are in its query string
 }
 
@@ -104,7 +104,7 @@ class Recipe:
         if "s" in parts:
             parts.discard("r")  # the whole referrer holds the one cut at its query string
         self.parts = tuple(sorted(parts))
-        #: how capture() reads each part: (part, its META key or None for the path, its texts seen)
+        #: how item() reads each part: (part, its META key or None for the path, its texts seen)
         self.reads = tuple((part, _READ[part][0], _seen[part]) for part in self.parts)
         self.names = {name for route in breakdowns for name, _, _ in route.dimensions}
         #: the item's text up to the members of "b" of the breakdowns with custom sources (written per send)
@@ -136,12 +136,7 @@ def recipe(routes: tuple[Route, ...]) -> Recipe:
 
 def capture(request: HttpRequest, found: Recipe) -> str:
     """Return the JSON text of the request's parts the recipe's sources read, each cut to its bound (absent ones left out)."""
-    return "{" + ",".join(_members(request, found)) + "}"
-
-
-def item(request: HttpRequest, found: Recipe) -> journal.Fragment:
-    """Return the item of a send whose breakdowns read built-in sources only, without explicit values."""
-    return journal.Fragment(f"{found.head}{{{','.join(_members(request, found))}}}}}")
+    return item(request, found).text[len(found.head) : -1]
 
 
 # The member text ('"a":"Mozilla/5.0 ..."', or "" where nothing is recorded) of each part's values seen,
@@ -152,7 +147,8 @@ MAX_SEEN = 1000
 MAX_KEPT_CHARS = 300
 
 
-def _members(request: HttpRequest, found: Recipe) -> list[str]:
+def item(request: HttpRequest, found: Recipe) -> journal.Fragment:
+    """Return the item of a send whose breakdowns read built-in sources only, without explicit values."""
     meta = request.META
     members = []
     for part, key, seen in found.reads:
@@ -165,7 +161,7 @@ def _members(request: HttpRequest, found: Recipe) -> list[str]:
             text = _member(request, part, value, seen)
         if text:
             members.append(text)
-    return members
+    return journal.Fragment(f"{found.head}{{{','.join(members)}}}}}")
 
 
 def _member(request: HttpRequest, part: str, value: Any, seen: dict[Any, str]) -> str:
