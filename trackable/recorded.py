@@ -148,7 +148,10 @@ MAX_KEPT_CHARS = 300
 
 
 def item(request: HttpRequest, found: Recipe) -> journal.Fragment:
-    """Return the item of a send whose breakdowns read built-in sources only, without explicit values."""
+    """Return the item of a send whose breakdowns read built-in sources only, without explicit values.
+
+    For the other sends capture() takes the text of the parts from it (its head is then cut off).
+    """
     meta = request.META
     members = []
     for part, key, seen in found.reads:
