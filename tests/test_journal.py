@@ -212,26 +212,53 @@ def test_a_process_killed_while_relaying_is_adopted_exactly(round, scratch):
     assert segments(scratch) == []
 
 
-def test_a_crash_between_publish_and_checkpoint_republishes_the_same_ids(monkeypatch):
+@pytest.mark.parametrize("who", ["the same relay", "an adopter reading the checkpoint file"])
+def test_a_crash_between_publish_and_checkpoint_republishes_the_same_ids(monkeypatch, who):
     article = Article.objects.create(title="a")
     with override_settings(TRACKABLE_JOURNAL_RELAY_INTERVAL=3600):
         for _ in range(20):
             send_increment_message(None, article, "impressions")
-        real_save = journal.save_state
+        real_publish = relay._publish_batch
 
-        def crash_after_publish(path, state, fsync=False):
-            if state.intent is None and state.done:  # the checkpoint that follows the publish
-                raise SystemExit("relay killed between publish and checkpoint")
-            real_save(path, state, fsync)
+        def publish_then_die(*args):
+            real_publish(*args)
+            raise SystemExit("relay killed between publish and checkpoint")
 
-        monkeypatch.setattr(journal, "save_state", crash_after_publish)
+        monkeypatch.setattr(relay, "_publish_batch", publish_then_die)
         with pytest.raises(SystemExit):
             relay.flush()
-        monkeypatch.setattr(journal, "save_state", real_save)
+        monkeypatch.setattr(relay, "_publish_batch", real_publish)
+        (segment,) = relay.writer().segments
+        saved = json.loads(segment.state_path.read_bytes())
+        assert saved == {"done": 0, "intent": [0, segment.size]}  # written before the publish
+        if who != "the same relay":
+            segment.saved, segment.done = None, 0  # what a new process knows: the file
         first = fold()  # (its own flush republishes the recorded batch: the same id twice on the queue)
-    assert (first.messages, first.duplicates) == (1, 1)
-    assert ArticleTrackableData.objects.get().impressions == 20
-    assert fold().messages == 0
+        assert (first.messages, first.duplicates) == (1, 1)
+        assert ArticleTrackableData.objects.get().impressions == 20
+        assert fold().messages == 0
+        # The batch's "done" is written by the first relay that finds nothing new (here, the last fold's).
+        assert json.loads(segment.state_path.read_bytes()) == {"done": segment.size, "intent": None}
+        assert len(segment.state_path.read_bytes()) == journal.STATE_BYTES  # rewritten in place
+
+
+@pytest.mark.parametrize("left", [b"", b"\0" * journal.STATE_BYTES], ids=["empty", "zeroed"])
+def test_a_checkpoint_power_loss_left_empty_relays_the_segment_again_counted_once(scratch, left):
+    folder = scratch / "journal"
+    folder.mkdir()
+    records = [journal.encode(event(52, 2)), journal.encode(event(52, 3))]
+    name = f"{'a' * 24}.seg"
+    with override_settings(TRACKABLE_JOURNAL_DIR=str(folder)):
+        write_segment(folder, name, records)
+        assert relay.flush(timeout=20) == 2
+        assert fold().messages == 1
+        write_segment(folder, name, records)  # as it was before the relay (its deletion lost too)
+        (folder / f"{'a' * 24}.state").write_bytes(left)
+        assert relay.flush(timeout=20) == 2  # from the start again: the same batch, the same message id
+        again = fold()
+    assert (again.messages, again.duplicates) == (0, 1)  # the ledger knew it
+    assert list(ArticleTrackableData.objects.values_list("object_id", "impressions")) == [(52, 5)]
+    assert journal.damaged_count(folder) == 0
 
 
 def test_batch_ids_depend_only_on_the_segment_and_offsets():

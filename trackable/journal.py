@@ -3,7 +3,8 @@
 Layout of ``TRACKABLE_JOURNAL_DIR``::
 
     <24 hex digits>.seg     a segment: records appended by one process, which holds an flock on it while it lives
-    <24 hex digits>.state   the relay's checkpoint of that segment: {"done": offset, "intent": [start, end] | null}
+    <24 hex digits>.state   the relay's checkpoint of that segment: {"done": offset, "intent": [start, end] | null},
+                            padded with spaces to 128 bytes and rewritten in place
     refused.log             one line "<unix time> <events>" each time sends were refused (the size cap)
     left-out.log            the same, each time the relay left out breakdown events it could not compute
     damaged/                files set aside (a bad record, a symlink, a FIFO, a name the journal never writes)
@@ -61,6 +62,7 @@ DAMAGED = "damaged"
 REFUSED_LOG = "refused.log"
 LEFT_OUT_LOG = "left-out.log"  # breakdown events the relay could not compute (trackable/recorded.py)
 MAX_STATE_BYTES = 4096
+STATE_BYTES = 128  # a checkpoint as written: its JSON padded with spaces (rewritten in place)
 _SEGMENT_NAME = re.compile(r"[0-9a-f]{24}\.seg")
 _STATE_NAME = re.compile(r"[0-9a-f]{24}\.state")
 OPEN_FLAGS = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -169,6 +171,8 @@ class Segment:
         self.fd = fd
         self.size = size  # bytes appended, as far as this process knows (its own segments)
         self.done = 0  # bytes relayed, as far as this process knows
+        self.saved: State | None = None  # the checkpoint as its file holds it, once this process read or wrote it
+        self.state_fd = -1  # the checkpoint file, open once written
         self.published = 0  # events this process published from it
         self.relay_lock = threading.Lock()  # one relaying thread at a time within a process
         self.broken = False  # a write failed: no more appends; relay what is there and rotate
@@ -185,8 +189,17 @@ class Segment:
         """Return the size of the file now (appends of other threads included)."""
         return os.fstat(self.fd).st_size
 
+    def save_checkpoint(self, fsync: bool = False) -> None:
+        """Write the checkpoint as relayed so far (``done``), if its file says less (the relay's lock held)."""
+        if self.fd >= 0 and self.saved is not None and self.saved != (self.done, None):
+            save_state(self, State(self.done, None), fsync)
+
     def close(self) -> None:
-        """Close the descriptor, which releases the flock."""
+        """Close the descriptors (the segment's, which releases the flock, and its checkpoint's)."""
+        if self.state_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.state_fd)
+            self.state_fd = -1
         if self.fd >= 0:
             try:
                 os.close(self.fd)
@@ -227,6 +240,8 @@ class Writer:
         self.segments: list[Segment] = []  # this process's segments, oldest first, until fully relayed
         self.backlog = 0  # unrelayed bytes of the whole folder at the relay's last scan
         self.appended = 0  # bytes appended since that scan
+        self.others_backlog = 0  # of that: other processes' segments, as last seen (the relay looks every few seconds)
+        self.others_seen_at = float("-inf")  # time.monotonic() of that look
         self.refused = 0  # events refused (cap or I/O error), not yet written to refused.log
         self.error: str | None = None  # the last I/O error, reported by the relay
 
@@ -288,6 +303,8 @@ class Writer:
             # Never close under a relaying thread: the descriptor's number could be reused for another file.
             if segment.relay_lock.acquire(timeout=30):
                 try:
+                    with contextlib.suppress(OSError):  # the adopter republishes the last batch, which the fold drops
+                        segment.save_checkpoint(self.fsync)
                     segment.close()
                 finally:
                     segment.relay_lock.release()
@@ -317,6 +334,8 @@ def load_state(path: Path) -> State:
         raw = os.read(fd, MAX_STATE_BYTES + 1)
     finally:
         os.close(fd)
+    if not raw.strip(b" \x00"):  # left empty or zeroed by power loss (it is written in place): as if missing
+        return State(0, None)
     try:
         data = json.loads(raw)
         done, intent = data["done"], data["intent"]
@@ -332,18 +351,20 @@ def load_state(path: Path) -> State:
     return State(done, intent)
 
 
-def save_state(path: Path, state: State, fsync: bool = False) -> None:
-    """Write a checkpoint atomically (a hidden temporary file renamed over the old one)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+def save_state(segment: Segment, state: State, fsync: bool = False) -> None:
+    """Write the segment's checkpoint in place: STATE_BYTES at offset 0 of its file, kept open.
+
+    One small ``pwrite`` (a process killed cannot tear it) instead of a file renamed over the old one,
+    whose cost on ext4 (it starts the new file's writeback) was most of a relay tick's. A file that
+    power loss left empty or zeroed reads as a missing one does, "nothing relayed" (load_state).
+    """
     body = _dumps({"done": state.done, "intent": list(state.intent) if state.intent else None}).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | OPEN_FLAGS, 0o600)
-    try:
-        os.write(fd, body)
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    if segment.state_fd < 0:
+        segment.state_fd = os.open(segment.state_path, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o600)
+    os.pwrite(segment.state_fd, body.ljust(STATE_BYTES), 0)
+    if fsync:
+        os.fsync(segment.state_fd)
+    segment.saved = state
 
 
 def read_records(fd: int, start: int, limit: int) -> tuple[list[list[Any]], int, str | None]:

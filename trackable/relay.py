@@ -35,6 +35,7 @@ logger = logging.getLogger("trackable")
 BATCH_BYTES = 1024 * 1024  # bytes of records read (and published) per batch
 SEGMENT_BYTES = 16 * 1024 * 1024  # a fully relayed segment this large is replaced by a new one and deleted
 ADOPT_INTERVAL = 5.0  # seconds between two looks for orphaned segments
+BACKLOG_INTERVAL = 2.0  # seconds between two looks at other processes' unrelayed bytes (for the cap)
 MAX_EVENTS_PER_MESSAGE = 2000  # keeps a message far below TRACKABLE_MAX_MESSAGE_BYTES
 CONFIRM_PATIENCE = 10.0  # seconds the relay waits for a publisher confirm (within its deadline)
 
@@ -135,9 +136,17 @@ class _Relay(threading.Thread):
             self.refusing = False
 
 
-def _update_backlog(writer: Writer) -> None:
-    """Give the writer the unrelayed bytes of the folder: its own exactly, other processes' as last seen."""
-    others = journal_backlog(writer.folder, skip={f"{s.id}{journal.SEGMENT_SUFFIX}" for s in writer.segments})
+def _update_backlog(writer: Writer, rescan: bool = False) -> None:
+    """Give the writer the unrelayed bytes of the folder: its own exactly, other processes' as last seen.
+
+    The other processes' segments are looked at every BACKLOG_INTERVAL seconds (or when `rescan`): a
+    folder scan and a checkpoint read per segment, too much for every tick of a busy relay.
+    """
+    now = time.monotonic()
+    if rescan or now >= writer.others_seen_at + BACKLOG_INTERVAL:
+        writer.others_backlog = journal_backlog(writer.folder, skip={f"{s.id}{journal.SEGMENT_SUFFIX}" for s in writer.segments})
+        writer.others_seen_at = now
+    others = writer.others_backlog
     with writer.lock:
         own = sum(max(0, s.size - s.done) for s in writer.segments)
         writer.backlog, writer.appended = others + own, 0
@@ -261,35 +270,46 @@ def _count_left_out(folder: Path, events: int) -> None:
 
 
 def _relay_committed(segment: Segment, deadline: float) -> int:
-    """Publish the committed records past the checkpoint; return the new checkpoint."""
+    """Publish the committed records past the checkpoint; return the new checkpoint.
+
+    One checkpoint write per batch: the intent (start, end) written before publishing says too that all
+    before `start` is relayed. The batch's own "done" is written by the next batch's intent, or by the
+    first call that finds nothing new (an idle tick, the last relay before a segment is let go): until
+    then a crash republishes that batch, with the same message ids, which the fold's ledger drops.
+    """
     fsync = bool(settings.JOURNAL_FSYNC)
     path = segment.state_path
-    state = journal.load_state(path)
-    if state.intent is not None:  # a batch published (maybe) before a crash: the same bytes, the same ids
+    state = segment.saved
+    if state is None:  # the file's checkpoint, read once: this process then holds the segment's lock
+        state = segment.saved = journal.load_state(path)
+        segment.done = state.done
+    if state.intent is not None and segment.done < state.intent[1]:
+        # A batch published (maybe, or in part) before a crash or a failed publish: the same bytes, the same ids.
         start, end = state.intent
         events, got, problem = journal.read_records(segment.fd, start, end - start)
         if problem or got != end:
             raise JournalDamaged(problem or f"the batch of bytes {start}–{end} recorded before a crash is incomplete")
         _publish_batch(segment, start, end, events, deadline)
-        state = State(end, None)
-        journal.save_state(path, state, fsync)
+        segment.done = end
+    done = segment.done
     # Only what is committed now: appends landing while this tick publishes wait for the next tick. Chasing
     # them made a relay under steady traffic publish (and confirm, and checkpoint) every few events.
     committed = segment.current_size()
-    while state.done < committed and time.monotonic() < deadline:
-        events, end, problem = journal.read_records(segment.fd, state.done, min(BATCH_BYTES, committed - state.done))
-        if end > state.done:
-            journal.save_state(path, State(state.done, (state.done, end)), fsync)  # the intent, before publishing
-            _publish_batch(segment, state.done, end, events, deadline)
-            state = State(end, None)
-            journal.save_state(path, state, fsync)
-        segment.done = state.done
+    published = False
+    while done < committed and time.monotonic() < deadline:
+        events, end, problem = journal.read_records(segment.fd, done, min(BATCH_BYTES, committed - done))
+        if end > done:
+            journal.save_state(segment, State(done, (done, end)), fsync)  # the intent, before publishing
+            _publish_batch(segment, done, end, events, deadline)
+            done = segment.done = end
+            published = True
         if problem:
             raise JournalDamaged(problem)
         if not events:  # caught up with the committed records
             break
-    segment.done = state.done
-    return state.done
+    if not published:
+        segment.save_checkpoint(fsync)
+    return done
 
 
 def relay_segment(segment: Segment, writer: Writer | None, deadline: float = float("inf")) -> int:
@@ -356,6 +376,8 @@ def adopt_orphans(folder: Path, deadline: float = float("inf")) -> int:
         try:
             sent += relay_segment(segment, None, deadline)
         finally:
+            with contextlib.suppress(OSError):  # not relayed to its end (the deadline): its checkpoint as it got
+                segment.save_checkpoint(bool(settings.JOURNAL_FSYNC))
             segment.close()
     return sent
 
@@ -371,7 +393,7 @@ def flush(timeout: float = 10.0) -> int:
     if current is not None and current.pid == os.getpid():
         for segment in list(current.segments):
             sent += relay_segment(segment, current, deadline)
-        _update_backlog(current)
+        _update_backlog(current, rescan=True)
     folder = current.folder if current is not None else settings.journal_dir
     if folder is not None and folder.is_dir():
         sent += adopt_orphans(folder, deadline)
@@ -416,6 +438,9 @@ def _after_fork_in_child() -> None:
         for segment in inherited.segments:
             with contextlib.suppress(OSError):
                 os.close(segment.fd)  # our copy only: the parent keeps its descriptor, and so its lock
+            if segment.state_fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(segment.state_fd)
 
 
 def _unlink(path: Path) -> None:
