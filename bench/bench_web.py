@@ -18,7 +18,8 @@ rotated order); each variant's requests/s is divided by the untracked view's of 
 the medians are printed and written to bench/out/. The fold does not run meanwhile: the queues are
 emptied after each round. Beside requests/s, each variant's CPU per request (its gunicorn workers, relay
 threads included, and the broker's server) is compared with the untracked view's: a ratio that other
-programs on a busy machine hardly move, where requests/s needs a quiet one.
+programs on a busy machine hardly move, where requests/s needs a quiet one; and the part of it the
+relay threads used (the workers' threads other than the main one), per request.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ OUT = ROOT / "bench" / "out"
 BROKERS = ("amqp", "redis", "filesystem")
 ITEMS = 50
 FAILED: dict[str, int] = {}  # label → requests not answered 200 over all rounds
+RELAY_US: dict[str, list[float]] = {}  # label → the relay threads' CPU µs per request, per round
 
 
 @dataclass(frozen=True)
@@ -87,16 +89,34 @@ def groups(variants: list[Variant], broker: str) -> dict[str, list[Variant]]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """Return the CPU seconds (user + system, all threads) the live processes `pids` have used so far."""
+def cpu_seconds(pids: list[int], task_of: int | None = None) -> float:
+    """Return the CPU seconds (user + system, all threads) the live processes `pids` have used so far.
+
+    With `task_of`, `pids` are thread ids of that process, and the figure is theirs.
+    """
     total = 0.0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/stat") as f:
+            with open(f"/proc/{pid}/stat" if task_of is None else f"/proc/{task_of}/task/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def relay_cpu_seconds(pids: list[int]) -> float:
+    """Return the CPU seconds the threads of the processes `pids` other than their main threads used (the relay).
+
+    A sync gunicorn worker serves requests in its main thread; its other thread is the journal's relay.
+    """
+    total = 0.0
+    for pid in pids:
+        try:
+            tids = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        total += cpu_seconds([tid for tid in tids if tid != pid], task_of=pid)
     return total
 
 
@@ -109,8 +129,8 @@ def broker_pids(broker: str) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def measure(server, path: str, broker: str, args) -> tuple[float, float, int]:
-    """Warm up, then return (requests/s answered 200, CPU ms per request, failed requests) over args.seconds.
+def measure(server, path: str, broker: str, args) -> tuple[float, float, float, int]:
+    """Warm up; return (requests/s answered 200, CPU ms per request, relay µs per request, failed requests).
 
     The CPU is what the server's workers (the relay threads included) and the broker's server used
     while the load ran: unlike requests/s it hardly moves when other programs share the machine.
@@ -120,14 +140,16 @@ def measure(server, path: str, broker: str, args) -> tuple[float, float, int]:
     port = server.port
     webload.start_load(port, path, count=10**9, seconds=args.warmup, concurrency=args.concurrency, items=ITEMS,
                        visitors=True).join(60)
-    pids = server.worker_pids() + broker_pids(broker)
-    before = cpu_seconds(pids)
+    workers = server.worker_pids()
+    pids = workers + broker_pids(broker)
+    before, relay_before = cpu_seconds(pids), relay_cpu_seconds(workers)
     load = webload.start_load(port, path, count=10**9, seconds=args.seconds, concurrency=args.concurrency, items=ITEMS,
                               visitors=True)
     load.join(args.seconds + 60)
     time.sleep(2 * 0.5)  # the relays' next ticks publish what this load journaled (their CPU belongs to it)
-    cpu = cpu_seconds(pids) - before
-    return load.ok.value / load.elapsed.value, 1000 * cpu / max(1, load.ok.value), load.progress.value - load.ok.value
+    cpu, relay = cpu_seconds(pids) - before, relay_cpu_seconds(workers) - relay_before
+    ok = max(1, load.ok.value)
+    return load.ok.value / load.elapsed.value, 1000 * cpu / ok, 1e6 * relay / ok, load.progress.value - load.ok.value
 
 
 def start_servers(broker: str, variants: list[Variant], args, log) -> dict[str, object]:
@@ -158,7 +180,8 @@ def one_round(variants: list[Variant], servers: dict, rotation: int, broker: str
     cpu: dict[str, float] = {}
     order = variants[rotation % len(variants):] + variants[:rotation % len(variants)]
     for v in order:
-        rates[v.label], cpu[v.label], failed = measure(servers[v.label], v.path, broker, args)
+        rates[v.label], cpu[v.label], relay_us, failed = measure(servers[v.label], v.path, broker, args)
+        RELAY_US.setdefault(v.label, []).append(relay_us)
         FAILED[v.label] = FAILED.get(v.label, 0) + failed  # not 200 (or no answer): reported, not counted
     purge_queues()
     return rates, cpu
@@ -206,6 +229,7 @@ def summarize(broker: str, rounds: list[dict[str, float]], cpu_rounds: list[dict
             "ratios": [round(r[label] / r[BASELINE], 2) for r in rounds],
             "cpu_ms_per_request": round(statistics.median(c[label] for c in cpu_rounds), 3),
             "cpu_ratio": round(statistics.median(c[BASELINE] / c[label] for c in cpu_rounds), 2),
+            "relay_us_per_request": round(statistics.median(RELAY_US.pop(label, [0.0])), 1),
             "failed_requests": FAILED.get(label, 0),
         }
     return {"broker": broker, "rounds": len(rounds), "seconds": args.seconds, "workers": args.workers,
@@ -217,7 +241,8 @@ def print_table(result: dict) -> None:
     for label, row in result["table"].items():
         failed = f", {row['failed_requests']} failed requests" if row["failed_requests"] else ""
         print(f"  {row['ratio']:5.2f}  {row['req_per_s']:6d} req/s  CPU {row['cpu_ratio']:4.2f} "
-              f"({row['cpu_ms_per_request']:.3f} ms/request)  {label}   (rounds: {row['ratios']}{failed})")
+              f"({row['cpu_ms_per_request']:.3f} ms/request, relay thread {row['relay_us_per_request']:.1f} µs)  "
+              f"{label}   (rounds: {row['ratios']}{failed})")
 
 
 def main() -> None:
