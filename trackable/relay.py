@@ -312,10 +312,11 @@ def _relay_committed(segment: Segment, deadline: float) -> int:
     return done
 
 
-def relay_segment(segment: Segment, writer: Writer | None, deadline: float = float("inf")) -> int:
+def relay_segment(segment: Segment, writer: Writer | None, deadline: float = float("inf"), settle: bool = False) -> int:
     """Relay one segment; delete it when fully relayed and no longer written to; set it aside if damaged.
 
     Return the events published. Holds the segment's relay lock: one thread of a process at a time.
+    With `settle`, the checkpoint file is brought up to date too (flush(): its callers then read it).
     """
     if not segment.relay_lock.acquire(timeout=max(0.0, min(deadline - time.monotonic(), 60.0))):
         return 0
@@ -323,6 +324,8 @@ def relay_segment(segment: Segment, writer: Writer | None, deadline: float = flo
     try:
         if segment.fd >= 0:
             _relay_to_end(segment, writer, deadline)
+            if settle:
+                segment.save_checkpoint(bool(settings.JOURNAL_FSYNC))
     except JournalDamaged as err:
         journal.set_aside(segment.folder, segment.path.name, str(err))
         journal.set_aside(segment.folder, segment.state_path.name, None)
@@ -392,7 +395,7 @@ def flush(timeout: float = 10.0) -> int:
     current = _writer
     if current is not None and current.pid == os.getpid():
         for segment in list(current.segments):
-            sent += relay_segment(segment, current, deadline)
+            sent += relay_segment(segment, current, deadline, settle=True)
         _update_backlog(current, rescan=True)
     folder = current.folder if current is not None else settings.journal_dir
     if folder is not None and folder.is_dir():
