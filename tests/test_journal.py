@@ -242,6 +242,40 @@ def test_a_crash_between_publish_and_checkpoint_republishes_the_same_ids(monkeyp
         assert len(segment.state_path.read_bytes()) == journal.STATE_BYTES  # rewritten in place
 
 
+def test_a_batch_published_in_part_is_published_again_whole_by_whoever_relays_next(monkeypatch):
+    """The publish fails after the batch's first message, more sends land, the process lets go of its segment."""
+    article, video = Article.objects.create(title="a"), Video.objects.create(title="v")
+    with override_settings(TRACKABLE_JOURNAL_RELAY_INTERVAL=3600):
+        for _ in range(4):
+            send_increment_message(None, article, "impressions")
+            send_increment_message(None, video, "plays")
+        real_publish = transport.publish
+        published = []
+
+        def first_only(body, data_label, **kwargs):
+            if published:
+                raise transport.TrackableConnectionError("the broker went away mid-batch")
+            published.append(data_label)
+            real_publish(body, data_label, **kwargs)
+
+        monkeypatch.setattr(transport, "publish", first_only)
+        with pytest.raises(transport.TrackableConnectionError):
+            relay.flush()
+        monkeypatch.setattr(transport, "publish", real_publish)
+        assert len(published) == 1
+        for _ in range(3):  # the same segment: a batch read now would end further on (other ids)
+            send_increment_message(None, article, "impressions")
+            send_increment_message(None, video, "plays")
+        (segment,) = relay.writer().segments
+        first_batch = json.loads(segment.state_path.read_bytes())["intent"]
+        relay.reset()  # closes the segment: an orphan now, for the next flush to adopt
+        assert json.loads(segment.state_path.read_bytes())["intent"] == first_batch  # kept, not overwritten
+        result = fold()  # adopts it: the recorded batch (both messages, one a copy), then the rest
+    assert result.duplicates == 1
+    assert ArticleTrackableData.objects.get().impressions == 7
+    assert VideoTrackableData.objects.get().plays == 7
+
+
 @pytest.mark.parametrize("left", [b"", b"\0" * journal.STATE_BYTES], ids=["empty", "zeroed"])
 def test_a_checkpoint_power_loss_left_empty_relays_the_segment_again_counted_once(scratch, left):
     folder = scratch / "journal"

@@ -190,9 +190,17 @@ class Segment:
         return os.fstat(self.fd).st_size
 
     def save_checkpoint(self, fsync: bool = False) -> None:
-        """Write the checkpoint as relayed so far (``done``), if its file says less (the relay's lock held)."""
-        if self.fd >= 0 and self.saved is not None and self.saved != (self.done, None):
-            save_state(self, State(self.done, None), fsync)
+        """Write the checkpoint as relayed so far (``done``), if its file says less (the relay's lock held).
+
+        Never over a batch recorded but not (all) published: whoever relays the segment next must publish
+        those very bytes again, under the same message ids, before anything after them.
+        """
+        saved = self.saved
+        if self.fd < 0 or saved is None or saved == (self.done, None):
+            return
+        if saved.intent is not None and self.done < saved.intent[1]:
+            return
+        save_state(self, State(self.done, None), fsync)
 
     def close(self) -> None:
         """Close the descriptors (the segment's, which releases the flock, and its checkpoint's)."""
