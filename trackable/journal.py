@@ -369,7 +369,9 @@ def save_state(segment: Segment, state: State, fsync: bool = False) -> None:
     body = _dumps({"done": state.done, "intent": list(state.intent) if state.intent else None}).encode()
     if segment.state_fd < 0:
         segment.state_fd = os.open(segment.state_path, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o600)
-    os.pwrite(segment.state_fd, body.ljust(STATE_BYTES), 0)
+    padded = body.ljust(STATE_BYTES)
+    if os.pwrite(segment.state_fd, padded, 0) != len(padded):
+        raise OSError(f"short write of the checkpoint {segment.state_path.name}")
     if fsync:
         os.fsync(segment.state_fd)
     segment.saved = state
