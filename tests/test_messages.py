@@ -27,7 +27,17 @@ def test_string_pk_and_negative_amount():
 
 def test_ids_are_unique_hex():
     ids = {messages.new_id() for _ in range(1000)}
-    assert len(ids) == 1000 and all(len(i) == 32 for i in ids)
+    assert len(ids) == 1000 and all(messages._ID.fullmatch(i) for i in ids)
+
+
+def test_ids_made_later_sort_later(monkeypatch):
+    # The ledger's index takes time-ordered ids at its end; the clock is injected, not read.
+    clock = iter([1_700_000_000_000_000_000, 1_700_000_000_001_000_000, 4_102_444_799_999_000_000])
+    monkeypatch.setattr(messages.time, "time_ns", lambda: next(clock))
+    first, second, last = messages.new_id(), messages.new_id(), messages.new_id()
+    assert first[:12] == "018bcfe56800" and second[:12] == "018bcfe56801" and last[:12] == "03bb2cc3d7ff"
+    assert first < second < last
+    assert messages.parse(messages.build([("a.b", "a.c", 1, "hits", 1, TS)], last)).id == last
 
 
 def event(**changes):

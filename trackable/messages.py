@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from typing import Any, NamedTuple
 
 from trackable.exceptions import MalformedMessage
@@ -62,8 +63,12 @@ class Message(NamedTuple):
 
 
 def new_id() -> str:
-    """Return a fresh message id (32 lowercase hex digits)."""
-    return os.urandom(16).hex()  # as random as uuid4().hex (which also reads urandom), at a third of the cost
+    """Return a fresh message id: 32 lowercase hex digits, the first 12 the milliseconds since 1970.
+
+    Ids made later sort later (as a UUIDv7's do), so the fold's ledger adds them at the end of its
+    index instead of all over it; the other 80 bits are random (urandom, as uuid4's).
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def build(events: list[tuple[str, str, Any, str, int, int]], message_id: str | None = None) -> bytes:
