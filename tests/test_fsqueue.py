@@ -132,6 +132,54 @@ def test_a_batch_that_fails_gives_its_files_back_and_the_next_fold_counts_them_o
 
 
 @pytest.mark.usefixtures("direct_publish")
+def test_the_batch_claimed_while_one_commits_goes_back_when_that_one_fails(queue_dir, monkeypatch):
+    from trackable import folding
+
+    article = Article.objects.create(title="a")
+    for _ in range(25):
+        assert send_increment_message(None, article, "impressions")
+    real, calls = folding.fold_batch, []
+
+    def second_fails(batch, channel):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real(batch, channel)
+
+    monkeypatch.setattr(folding, "fold_batch", second_fails)
+    with pytest.raises(RuntimeError, match="the database went away"):
+        fold(batch_size=10)
+    # The first batch committed and its files are gone; the second and the third (claimed meanwhile,
+    # in the file thread) are back under their queue names.
+    assert calls == [10, 10]
+    assert ArticleTrackableData.objects.get().impressions == 10
+    assert len(queued_files(queue_dir)) == 15
+    assert not [p for p in queue_dir.iterdir() if p.name.endswith(".claimed")]
+    monkeypatch.setattr(folding, "fold_batch", real)
+    result = fold(batch_size=10)
+    assert (result.messages, result.duplicates, result.batches) == (15, 0, 2)
+    assert ArticleTrackableData.objects.get().impressions == 25
+    assert queued_files(queue_dir) == []
+
+
+@pytest.mark.usefixtures("direct_publish")
+def test_a_committed_batch_whose_files_cannot_be_removed_raises_and_is_counted_once(queue_dir, monkeypatch):
+    article = Article.objects.create(title="a")
+    for _ in range(5):
+        assert send_increment_message(None, article, "impressions")
+
+    def refused(paths):
+        raise PermissionError(13, "Permission denied", paths[0])
+
+    monkeypatch.setattr(fsqueue, "_remove_files", refused)
+    with pytest.raises(PermissionError, match="Permission denied"):
+        fold()
+    assert ArticleTrackableData.objects.get().impressions == 5  # committed once; the files stay claimed
+    assert len([p for p in queue_dir.iterdir() if p.name.endswith(".claimed")]) == 5
+    assert queued_files(queue_dir) == []
+
+
+@pytest.mark.usefixtures("direct_publish")
 def test_an_envelope_whose_body_cannot_be_decoded_is_set_aside(queue_dir):
     article = Article.objects.create(title="a")
     assert send_increment_message(None, article, "impressions")

@@ -5,6 +5,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -208,28 +209,49 @@ def _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result)
 
 
 def _fold_files(channel, queues, batch_size, max_messages, idle_timeout, result) -> None:
-    """Fold from filesystem:// queue files, claiming each batch directly (see fsqueue.Channel.take)."""
+    """Fold from filesystem:// queue files, claiming each batch directly (see fsqueue.Channel.take).
+
+    The channel's file thread claims the next batch while this one is checked and committed, and
+    removes a batch's files once it committed (ack); both wait in system calls, beside the database.
+    """
     names = [q.name for q in queues]
     for queue in queues:
         queue(channel).declare()
     maybe_declare(transport.dead_letter_queue(), channel)
     quiet_since = time.monotonic()
     turn = 0
-    while (want := _room(result, batch_size, max_messages)) > 0:
-        turn += 1
-        order = names[turn % len(names):] + names[: turn % len(names)]  # no queue starves the others
-        batch = channel.take(order, want, BATCH_MAX_BYTES)
-        if not batch:
-            if time.monotonic() - quiet_since >= idle_timeout:
-                return
-            time.sleep(min(0.05, idle_timeout))
-            continue
-        quiet_since = time.monotonic()
+    ahead: Future[list[Any]] | None = None  # the next batch, being claimed
+    try:
+        while (want := _room(result, batch_size, max_messages)) > 0:
+            turn += 1
+            batch = ahead.result() if ahead is not None else channel.take(_rotated(names, turn), want, BATCH_MAX_BYTES)
+            ahead = None
+            if not batch:
+                if time.monotonic() - quiet_since >= idle_timeout:
+                    return
+                time.sleep(min(0.05, idle_timeout))
+                continue
+            quiet_since = time.monotonic()
+            after = _room(result, batch_size, None if max_messages is None else max_messages - len(batch))
+            if after > 0:
+                ahead = channel.take_ahead(_rotated(names, turn + 1), after, BATCH_MAX_BYTES)
+            try:
+                result.add(fold_batch(batch, channel))
+            except BaseException:
+                # Not a crash (a crash leaves them to the lease): give them back at once.
+                channel.give_back([m.delivery_tag for m in batch])
+                raise
+    finally:
         try:
-            result.add(fold_batch(batch, channel))
-        except BaseException:
-            channel.give_back([m.delivery_tag for m in batch])  # not a crash: back at once (a crash: the lease)
-            raise
+            if ahead is not None:  # claimed for a turn that will not come
+                channel.give_back([m.delivery_tag for m in ahead.result()])
+        finally:
+            channel.settle()  # every committed batch's files removed before the fold returns
+
+
+def _rotated(names: list[str], turn: int) -> list[str]:
+    """Return the queue names starting at another one each turn, so that no queue starves the others."""
+    return names[turn % len(names):] + names[: turn % len(names)]
 
 
 def _count_oversized(n: int, limits: dict, result: FoldResult) -> None:

@@ -23,6 +23,7 @@ import os
 import stat
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -49,6 +50,8 @@ logger = logging.getLogger("trackable")
 CORRUPT_FOLDER = "corrupt"
 # kombu.utils.json.loads makes a decoder per call; this one is made once (the same object hook).
 _loads = json.JSONDecoder(object_hook=object_hook).decode
+# The fold's take reads only the envelope's strings and dicts, which need no object hook.
+_plain_loads = json.JSONDecoder().decode
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -85,11 +88,14 @@ def read_message_file(path: str, limit: int) -> bytes:
             raise NotAMessageFile(f"{info.st_size} bytes, more than the {limit} bytes a queue file may hold")
         chunks, size = [], 0
         while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
+            want = min(1 << 20, limit + 1 - size)
+            if size <= info.st_size:
+                want = min(want, info.st_size + 1 - size)  # one byte more than fstat saw: a short read is the end
+            chunk = os.read(fd, want)
             chunks.append(chunk)
             size += len(chunk)
+            if len(chunk) < want:
+                break
         if size > limit:  # it grew after the fstat
             raise NotAMessageFile(f"more than the {limit} bytes a queue file may hold")
         return b"".join(chunks)
@@ -123,6 +129,9 @@ class Channel(filesystem.Channel):
         self._no_ack_get = False
         self._no_ack_queues: set[str] = set()
         self._limit = 0  # envelope_limit() during a take (0: read it per message)
+        self._decode = _loads  # the fold's take decodes without kombu's object hook
+        self._file_thread: ThreadPoolExecutor | None = None  # the fold's claims and removals (see take_ahead)
+        self._removals: list[Future[None]] = []
 
     def _put(self, queue, payload, **kwargs):  # type: ignore[override]  # kombu-stubs' own Channels disagree
         """Write `payload` under a hidden name, then rename it into `queue`'s place atomically."""
@@ -175,7 +184,7 @@ class Channel(filesystem.Channel):
             except OSError:
                 continue
             try:
-                payload = _loads(raw.decode("utf-8"))
+                payload = self._decode(raw.decode("utf-8"))
                 if not isinstance(payload, dict) or "body" not in payload:
                     raise ValueError("not a kombu envelope")
                 properties = payload.get("properties")
@@ -199,11 +208,11 @@ class Channel(filesystem.Channel):
         them back with give_back(). Kombu's per-message machinery is skipped.
         """
         taken: list[FileMessage] = []
-        self._limit = envelope_limit()
+        self._limit, self._decode = envelope_limit(), _plain_loads
         try:
             self._take(queues, limit, budget, taken)
         finally:
-            self._limit = 0
+            self._limit, self._decode = 0, _loads
         return taken
 
     def _take(self, queues: list[str], limit: int, budget: int, taken: list[FileMessage]) -> None:
@@ -225,10 +234,45 @@ class Channel(filesystem.Channel):
                 taken.append(message)
                 size += len(message.body)
 
+    def take_ahead(self, queues: list[str], limit: int, budget: int) -> Future[list[FileMessage]]:
+        """Run take() in the channel's file thread, after the removals asked for before; return its future.
+
+        The fold claims its next batch this way while it commits the current one: the file system
+        calls and the database's round trips both wait outside the interpreter's lock.
+        """
+        return self._files().submit(self.take, queues, limit, budget)
+
     def ack(self, tags: list[str]) -> None:
-        """Remove the claimed files of taken messages (their batch committed)."""
-        for tag in tags:
-            self._forget(tag)
+        """Remove the claimed files of taken messages (their batch committed), in the file thread.
+
+        settle() waits for the removals; a removal that failed raises there or at the next ack (the
+        file stays claimed, and is given back after the lease: the ledger drops the second copy).
+        """
+        claimed = [entry[0] for entry in (self._claimed.pop(tag, None) for tag in tags) if entry is not None]
+        self._check_removals(wait=False)
+        self._removals.append(self._files().submit(_remove_files, claimed))
+
+    def settle(self) -> None:
+        """Wait for the file thread's removals; raise the first error one of them met."""
+        self._check_removals(wait=True)
+
+    def _check_removals(self, wait: bool) -> None:
+        finished = [r for r in self._removals if wait or r.done()]
+        self._removals = [r for r in self._removals if r not in finished]
+        for removal in finished:
+            removal.result()  # waits (settle), or raises what a removal met
+
+    def _files(self) -> ThreadPoolExecutor:
+        if self._file_thread is None:
+            self._file_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackable-queue-files")
+        return self._file_thread
+
+    def close(self) -> None:
+        """Finish the file thread's work, then close as kombu does."""
+        if self._file_thread is not None:
+            self._file_thread.shutdown(wait=True)
+            self._file_thread = None
+        super().close()
 
     def give_back(self, tags: list[str]) -> None:
         """Rename the claimed files of taken messages back to their queue names (their batch failed)."""
@@ -285,9 +329,7 @@ class Channel(filesystem.Channel):
     def _forget(self, delivery_tag: str) -> None:
         claimed, _ = self._claimed.pop(delivery_tag, (None, None))
         if claimed is not None:
-            # Gone: given back to the queue after the lease; the ledger spots the second copy.
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(claimed)
+            _remove_files([claimed])
 
     def _restore(self, message):
         """Give an unacked message back by renaming its claimed file to its queue name."""
@@ -334,6 +376,13 @@ class FileMessage:
         self.body, self.content_type, self.content_encoding, self.headers = envelope_fields(payload)
         self.delivery_tag = tag
         self.delivery_info: dict[str, Any] = {"routing_key": queue}  # the queue its file was in
+
+
+def _remove_files(paths: list[str]) -> None:
+    for path in paths:
+        # Gone: given back to the queue after the lease; the ledger spots the second copy.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _alive(pid: int) -> bool:
