@@ -188,8 +188,7 @@ def _fold_redis(channel, queues, batch_size, max_messages, idle_timeout, result)
     turn = 0
     while (want := _room(result, batch_size, max_messages)) > 0:
         turn += 1
-        order = names[turn % len(names):] + names[: turn % len(names)]  # no queue starves the others
-        batch = redisqueue.take(channel, order, want, **limits)
+        batch = redisqueue.take(channel, _rotated(names, turn), want, **limits)
         _count_oversized(batch.oversized, limits, result)
         if not batch:
             if time.monotonic() - quiet_since >= idle_timeout:
